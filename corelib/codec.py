@@ -1,0 +1,245 @@
+"""The composed codec: five components behind CompressAI's ``CompressionModel`` interface."""
+
+from __future__ import annotations
+
+import hashlib
+import math
+import zlib
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from compressai.models import CompressionModel
+
+from corelib.contracts import Decoder, Encoder, EntropyCoder, Quantizer, Rate
+from corelib.errors import BitstreamError
+from corelib.streams import Stream, StreamSpec
+
+__all__ = ["Codec", "symbols_crc"]
+
+
+def symbols_crc(symbols: torch.Tensor, mask: torch.Tensor | None) -> int:
+    """CRC-32 of the transmitted symbols, to detect a decoder desync instead of garbage."""
+    sent = symbols[mask.expand_as(symbols)] if mask is not None else symbols.reshape(-1)
+    return zlib.crc32(sent.to(torch.int32).cpu().numpy().tobytes())
+
+
+class Codec(CompressionModel):
+    """A codec composed of encoder → quantizer → rate → (entropy coder) → decoder.
+
+    It is a ``compressai.models.CompressionModel``: ``forward`` returns ``x_hat`` and
+    ``likelihoods`` (from the entropy coder's real model, or the rate plugin's estimator),
+    ``compress``/``decompress`` produce and read real bytes, and ``aux_loss``/``update``/
+    ``load_state_dict`` behave as CompressAI's tools expect.
+
+    Args:
+        encoder, quantizer, rate, coder, decoder: constructed components.
+        config: the resolved ``model`` config section the components were built from
+            (kept so a run can rebuild the same codec).
+    """
+
+    def __init__(
+        self,
+        encoder: Encoder,
+        quantizer: Quantizer,
+        rate: Rate,
+        coder: EntropyCoder,
+        decoder: Decoder,
+        config: Mapping[str, Any] | None = None,
+    ) -> None:
+        super().__init__()
+        self.encoder = encoder
+        self.quantizer = quantizer
+        self.rate = rate
+        self.coder = coder
+        self.decoder = decoder
+        self.config = dict(config or {})
+        self.specs: list[StreamSpec] = rate.stream_specs(
+            encoder.latent_channels, quantizer.alphabet_size, encoder.downsampling_factor
+        )
+        coder.configure(self.specs)
+
+    # ------------------------------------------------------------------ description
+    @property
+    def parts(self) -> dict[str, Any]:
+        """The components by kind, in data-path order."""
+        return {
+            "encoder": self.encoder,
+            "quantizer": self.quantizer,
+            "rate": self.rate,
+            "coder": self.coder,
+            "decoder": self.decoder,
+        }
+
+    def components(self) -> dict[str, tuple[str, str]]:
+        """``kind -> (name, version)`` for every component."""
+        return {k: (type(c).name, type(c).version) for k, c in self.parts.items()}
+
+    @property
+    def downsampling_factor(self) -> int:
+        """Inputs are padded to a multiple of this before coding."""
+        f = self.encoder.downsampling_factor
+        return math.lcm(f, self.rate.tile_size) if self.rate.tile_size else f
+
+    def weights_digest(self) -> str:
+        """SHA-256 (hex, 16 chars) of every parameter and buffer: identifies the model."""
+        h = hashlib.sha256()
+        for key, value in sorted(self.state_dict().items()):
+            t = value.detach().cpu().contiguous()
+            h.update(key.encode())
+            h.update(str(t.dtype).encode())
+            h.update(str(tuple(t.shape)).encode())
+            h.update(t.numpy().tobytes())
+        return h.hexdigest()[:16]
+
+    # ------------------------------------------------------------------ transforms
+    def _tiles(self, x: torch.Tensor, t: int) -> tuple[torch.Tensor, int, int]:
+        b, c, h, w = x.shape
+        nh, nw = h // t, w // t
+        tiles = x.reshape(b, c, nh, t, nw, t).permute(0, 2, 4, 1, 3, 5)
+        return tiles.reshape(b * nh * nw, c, t, t), nh, nw
+
+    @staticmethod
+    def _untile(tiles: torch.Tensor, b: int, nh: int, nw: int) -> torch.Tensor:
+        _, c, th, tw = tiles.shape
+        x = tiles.reshape(b, nh, nw, c, th, tw).permute(0, 3, 1, 4, 2, 5)
+        return x.reshape(b, c, nh * th, nw * tw)
+
+    def analysis(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
+        """Run the encoder, tile by tile when the rate plugin codes tiles."""
+        t = self.rate.tile_size
+        if not t or (x.shape[-2] <= t and x.shape[-1] <= t):
+            return self.encoder(x)
+        tiles, nh, nw = self._tiles(x, t)
+        feats = self.encoder(tiles)
+        return {k: self._untile(v, x.shape[0], nh, nw) for k, v in feats.items()}
+
+    def synthesis(self, y_hat: torch.Tensor) -> torch.Tensor:
+        """Run the decoder, tile by tile when the rate plugin codes tiles."""
+        t = self.rate.tile_size
+        if not t:
+            return self.decoder(y_hat)
+        lt = t // self.encoder.downsampling_factor
+        if y_hat.shape[-2] <= lt and y_hat.shape[-1] <= lt:
+            return self.decoder(y_hat)
+        tiles, nh, nw = self._tiles(y_hat, lt)
+        return self._untile(self.decoder(tiles), y_hat.shape[0], nh, nw)
+
+    # ------------------------------------------------------------------ CompressAI API
+    def forward(self, x: torch.Tensor) -> dict[str, Any]:
+        """Train/eval pass: ``{"x_hat", "likelihoods", "rate_loss", "rate", "y"}``.
+
+        ``likelihoods`` maps stream names to the probability the real coder gives each
+        symbol (1 for masked positions), so CompressAI's bpp formula is an honest estimate.
+        """
+        feats = self.analysis(x)
+        y_tilde = self.quantizer(feats["y"])
+        out = self.rate(y_tilde, feats, self.quantizer)
+        likelihoods = out.likelihoods
+        if likelihoods is None:
+            likelihoods = {s.spec.name: self.coder.likelihoods(s) for s in out.streams}
+        x_hat = self.synthesis(out.y_hat)
+        return {
+            "x_hat": x_hat,
+            "likelihoods": likelihoods,
+            "rate_loss": out.rate_loss,
+            "rate": out,
+            "y": feats["y"],
+        }
+
+    @contextmanager
+    def _inference(self) -> Iterator[None]:
+        was = self.training
+        self.eval()
+        try:
+            with torch.no_grad():
+                yield
+        finally:
+            self.train(was)
+
+    def pad(self, x: torch.Tensor) -> torch.Tensor:
+        """Pad (replicate, right/bottom) to a multiple of :attr:`downsampling_factor`."""
+        f = self.downsampling_factor
+        h, w = x.shape[-2:]
+        ph, pw = (-h) % f, (-w) % f
+        if ph or pw:
+            x = F.pad(x, (0, pw, 0, ph), mode="replicate")
+        return x
+
+    def streams(self, x: torch.Tensor) -> list[Stream]:
+        """Hard (eval-mode) streams of a batch, as :meth:`compress` codes them."""
+        with self._inference():
+            feats = self.analysis(self.pad(x))
+            out = self.rate(self.quantizer(feats["y"]), feats, self.quantizer)
+        return out.streams
+
+    def compress(self, x: torch.Tensor) -> dict[str, Any]:
+        """Code a batch of images (any size) to bytes: one list of bytes per stream.
+
+        Returns ``{"strings", "shape", "image_size", "crc"}``; pass the whole dict to
+        :meth:`decompress` as keyword arguments (CompressAI-Trainer's convention).
+        """
+        self.update()
+        b = x.shape[0]
+        streams = self.streams(x)
+        strings: list[list[bytes]] = []
+        crcs: list[list[int]] = []
+        for s in streams:
+            mask = s.full_mask()
+            per_item, per_crc = [], []
+            for i in range(b):
+                one = Stream(s.spec, s.symbols[i], mask[i])
+                per_item.append(self.coder.encode(one))
+                per_crc.append(symbols_crc(one.symbols, one.mask))
+            strings.append(per_item)
+            crcs.append(per_crc)
+        shape = tuple(streams[0].symbols.shape[-2:])
+        return {
+            "strings": strings,
+            "shape": shape,
+            "image_size": tuple(x.shape[-2:]),
+            "crc": crcs,
+        }
+
+    def decompress(
+        self,
+        strings: list[list[bytes]],
+        shape: tuple[int, int] | torch.Size,
+        image_size: tuple[int, int] | None = None,
+        crc: list[list[int]] | None = None,
+    ) -> dict[str, torch.Tensor]:
+        """Inverse of :meth:`compress`: ``{"x_hat"}`` clamped to [0, 1].
+
+        Without ``image_size`` the output keeps the padded size (CompressAI's tools crop
+        it themselves). With ``crc`` the decoded symbols are checked, so a desync or a
+        damaged payload is an error rather than a wrong image.
+        """
+        if len(strings) != len(self.specs):
+            raise BitstreamError(
+                f"expected {len(self.specs)} streams "
+                f"({', '.join(s.name for s in self.specs)}), got {len(strings)}",
+                "decode the file with the model that made it",
+            )
+        hw = (int(shape[0]), int(shape[1]))
+        outs = []
+        with self._inference():
+            for i in range(len(strings[0])):
+                decoded: dict[str, torch.Tensor] = {}
+                for k, spec in enumerate(self.specs):
+                    mask = self.rate.decode_mask(spec, decoded, hw)
+                    sym = self.coder.decode(strings[k][i], spec, (spec.channels, *hw), mask)
+                    if crc is not None and symbols_crc(sym, mask) != crc[k][i]:
+                        raise BitstreamError(
+                            f"stream {spec.name!r} decoded to different symbols than were "
+                            "encoded (checksum mismatch)",
+                            "the file is damaged or was coded by a different model or build",
+                        )
+                    decoded[spec.name] = sym
+                y_hat = self.rate.reconstruct(decoded, self.quantizer, hw)
+                outs.append(self.synthesis(y_hat).clamp(0, 1))
+        x_hat = torch.cat(outs, 0)
+        if image_size is not None:
+            x_hat = x_hat[..., : image_size[0], : image_size[1]]
+        return {"x_hat": x_hat}

@@ -1,0 +1,30 @@
+"""One abstract contract per plugin kind. Subclass these to write a component."""
+
+from corelib.contracts.base import Component, ComponentInfo
+from corelib.contracts.coder import EntropyCoder
+from corelib.contracts.decoder import Decoder
+from corelib.contracts.encoder import Encoder
+from corelib.contracts.quantizer import Quantizer
+from corelib.contracts.rate import Rate, RateOutput, TrainContext
+
+KINDS: dict[str, type[Component]] = {
+    "encoder": Encoder,
+    "decoder": Decoder,
+    "quantizer": Quantizer,
+    "rate": Rate,
+    "coder": EntropyCoder,
+}
+"""Plugin kinds by the config key that selects them, in data-path order."""
+
+__all__ = [
+    "KINDS",
+    "Component",
+    "ComponentInfo",
+    "Decoder",
+    "Encoder",
+    "EntropyCoder",
+    "Quantizer",
+    "Rate",
+    "RateOutput",
+    "TrainContext",
+]

@@ -1,0 +1,59 @@
+"""What every component of every kind declares."""
+
+from __future__ import annotations
+
+import abc
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any, ClassVar
+
+from torch import nn
+
+__all__ = ["Component", "ComponentInfo"]
+
+
+@dataclass(frozen=True)
+class ComponentInfo:
+    """A registered component as the registry and ``codec plugins`` see it."""
+
+    kind: str
+    name: str
+    summary: str
+    version: str
+    source: str
+    cls: type[Component]
+
+
+class Component(nn.Module, abc.ABC):
+    """Base of every plugin kind.
+
+    Constructor keyword arguments *are* the component's config keys: their annotations give
+    the accepted types, their defaults the default values. The registry validates a config
+    section against the signature before constructing, so a wrong key or type is refused
+    with the key's path.
+
+    Class attributes:
+        name: registry key, lowercase kebab-case, unique within the kind.
+        summary: one line shown by ``codec plugins``.
+        version: bumped whenever the component's bitstream or weights layout changes; it is
+            written into every compressed file.
+        requires: names this component needs for other kinds, e.g.
+            ``{"rate": ("entropy",)}``; any other choice is refused at build time.
+    """
+
+    name: ClassVar[str] = ""
+    summary: ClassVar[str] = ""
+    version: ClassVar[str] = "0.1"
+    requires: ClassVar[Mapping[str, tuple[str, ...]]] = {}
+
+    def check_composition(self, parts: Mapping[str, Component]) -> str | None:
+        """Say why this component cannot work with ``parts`` (kind → component), or None.
+
+        Called once at build time with every component constructed; override for checks
+        that depend on properties rather than names (e.g. "needs a finite alphabet").
+        """
+        return None
+
+    def extra_state_info(self) -> dict[str, Any]:
+        """Small JSON-able facts worth showing in reports (e.g. pruning ratio)."""
+        return {}

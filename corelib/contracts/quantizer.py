@@ -1,0 +1,51 @@
+"""Quantizer contract: continuous latent ⇄ symbols of a finite alphabet."""
+
+from __future__ import annotations
+
+import abc
+from typing import ClassVar
+
+import torch
+
+from corelib.contracts.base import Component
+
+__all__ = ["Quantizer"]
+
+
+class Quantizer(Component):
+    """Maps the latent to symbols and symbols back to the values the decoder consumes.
+
+    In training mode :meth:`forward` returns a differentiable relaxation (straight-through
+    rounding, additive noise); in eval mode it returns exactly
+    ``from_symbols(to_symbols(y))``, so ``Codec.forward`` in eval mode and a real
+    compress/decompress round trip feed the decoder identical values.
+
+    Attributes:
+        alphabet_size: K, the number of symbols (``[0, K)``), or None for an unbounded
+            integer alphabet (then only coders that handle that can be composed).
+    """
+
+    kind: ClassVar[str] = "quantizer"
+    alphabet_size: int | None
+
+    @abc.abstractmethod
+    def forward(self, y: torch.Tensor) -> torch.Tensor:
+        """Quantize ``y``: relaxed in training, hard (decoder values) in eval."""
+
+    @abc.abstractmethod
+    def to_symbols(self, y_tilde: torch.Tensor) -> torch.Tensor:
+        """Symbols (int64) of already-quantized values (the output of :meth:`forward`)."""
+
+    @abc.abstractmethod
+    def from_symbols(self, symbols: torch.Tensor) -> torch.Tensor:
+        """Decoder values (float) of symbols; the exact inverse of :meth:`to_symbols`."""
+
+    def quantize(self, y: torch.Tensor) -> torch.Tensor:
+        """Hard symbols of a continuous latent (deterministic, used for coding)."""
+        with torch.no_grad():
+            was = self.training
+            self.eval()
+            try:
+                return self.to_symbols(self.forward(y))
+            finally:
+                self.train(was)

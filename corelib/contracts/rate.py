@@ -1,0 +1,123 @@
+"""Rate contract: how training controls the bit rate, and which symbols are sent."""
+
+from __future__ import annotations
+
+import abc
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any, ClassVar
+
+import torch
+
+from corelib.contracts.base import Component
+from corelib.contracts.quantizer import Quantizer
+from corelib.streams import Stream, StreamSpec
+
+__all__ = ["Rate", "RateOutput", "TrainContext"]
+
+
+@dataclass
+class RateOutput:
+    """What a rate plugin returns from :meth:`Rate.forward`.
+
+    Attributes:
+        y_hat: the decoder input (masked positions zeroed or otherwise filled).
+        rate_loss: scalar training proxy, already weighted (ADMM penalty, map hinge, or
+            −log2 likelihood · λ). Zero tensor when the rate plugin adds none.
+        streams: the streams to code, in coding order, symbols shaped (B, C, H, W).
+        likelihoods: per-stream likelihoods when the rate plugin owns the probability
+            model (an entropy estimator); None lets the entropy coder supply them.
+        info: scalars for logs and reports (e.g. ``kept_fraction``).
+    """
+
+    y_hat: torch.Tensor
+    rate_loss: torch.Tensor
+    streams: list[Stream]
+    likelihoods: dict[str, torch.Tensor] | None = None
+    info: dict[str, float] = field(default_factory=dict)
+
+
+@dataclass
+class TrainContext:
+    """Training-loop state handed to rate-plugin hooks.
+
+    Hooks may set ``lr_scale`` (multiplies the learning rate from the next step on) and
+    ``distortion_only`` (train without the rate loss, e.g. a warm-up stage).
+    """
+
+    epoch: int = 0
+    total_epochs: int = 1
+    step: int = 0
+    total_steps: int = 1
+    lr_scale: float = 1.0
+    distortion_only: bool = False
+    log: dict[str, Any] = field(default_factory=dict)
+
+
+class Rate(Component):
+    """Turns the quantized latent into streams and a training rate loss.
+
+    A rate plugin decides which symbols are transmitted (its masks), in what streams, and
+    how training pushes the rate down. Its masks must be derivable by the decoder:
+    :meth:`decode_mask` sees only the streams already decoded and the model itself.
+    """
+
+    kind: ClassVar[str] = "rate"
+    default_components: ClassVar[Mapping[str, str]] = {}
+    """Components ``codec build --rate NAME`` picks when the user names none."""
+
+    tile_size: int | None = None
+    """Code the image as independent tiles of this many pixels (None: whole image)."""
+
+    @abc.abstractmethod
+    def stream_specs(
+        self, latent_channels: int, alphabet: int | None, downsampling_factor: int
+    ) -> list[StreamSpec]:
+        """Declare the streams, in coding order; called once when the codec is composed.
+
+        Args:
+            latent_channels: the encoder's latent channels C.
+            alphabet: the quantizer's alphabet size K (None: unbounded integers).
+            downsampling_factor: the encoder's spatial factor f (a template learned on
+                P-pixel crops has P/f latent rows).
+        """
+
+    @abc.abstractmethod
+    def forward(
+        self, y_tilde: torch.Tensor, features: Mapping[str, torch.Tensor], quantizer: Quantizer
+    ) -> RateOutput:
+        """Build streams and the rate loss from the quantized latent ``y_tilde``.
+
+        Args:
+            y_tilde: the quantizer's output (relaxed in training, hard in eval).
+            features: everything the encoder returned (``"y"`` and extras).
+            quantizer: the codec's quantizer, for ``to_symbols``/``from_symbols``.
+        """
+
+    @abc.abstractmethod
+    def decode_mask(
+        self, spec: StreamSpec, decoded: Mapping[str, torch.Tensor], latent_hw: tuple[int, int]
+    ) -> torch.Tensor | None:
+        """The (C, h, w) mask of stream ``spec`` from the streams decoded before it.
+
+        Must equal the mask :meth:`forward` produced for the same image, bit for bit.
+        """
+
+    @abc.abstractmethod
+    def reconstruct(
+        self, decoded: Mapping[str, torch.Tensor], quantizer: Quantizer, latent_hw: tuple[int, int]
+    ) -> torch.Tensor:
+        """The (1, C, h, w) decoder input from every decoded stream's (C, h, w) symbols."""
+
+    # Training hooks: called by the training engine; defaults do nothing.
+    def on_train_start(self, ctx: TrainContext) -> None:
+        """Called once before the first step (plan schedules from ``ctx.total_epochs``)."""
+
+    def on_batch_end(self, ctx: TrainContext, out: RateOutput) -> None:
+        """Called after every optimizer step with that step's rate output."""
+
+    def on_epoch_end(self, ctx: TrainContext) -> None:
+        """Called after every epoch (ADMM's Z/U updates, stage switches)."""
+
+    def on_train_end(self, ctx: TrainContext) -> None:
+        """Called once after the last step, before the entropy coder is fitted."""

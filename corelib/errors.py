@@ -1,0 +1,96 @@
+"""Typed errors. Every error says what is wrong and, in ``hint``, what to do instead.
+
+The CLI maps :class:`CodecError` to a one-line message and a non-zero exit code; anything
+else is a bug and shows a traceback only with ``CODEC_DEBUG=1``.
+"""
+
+from __future__ import annotations
+
+import difflib
+from collections.abc import Iterable
+
+__all__ = [
+    "BitstreamError",
+    "CodecError",
+    "CompositionError",
+    "ConfigError",
+    "DataError",
+    "DuplicateComponentError",
+    "ImageError",
+    "OutputError",
+    "PluginLoadError",
+    "RunError",
+    "UnknownComponentError",
+    "did_you_mean",
+]
+
+
+class CodecError(Exception):
+    """Base class of all errors a user can cause and fix.
+
+    Args:
+        message: what is wrong, naming the file, key or component.
+        hint: what to do instead (shown after the message).
+    """
+
+    exit_code: int = 1
+
+    def __init__(self, message: str, hint: str | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.hint = hint
+
+    def __str__(self) -> str:
+        return f"{self.message} ({self.hint})" if self.hint else self.message
+
+
+class ConfigError(CodecError):
+    """A config key is unknown, has the wrong type or an out-of-range value."""
+
+    exit_code = 2
+
+
+class UnknownComponentError(ConfigError):
+    """A component name is not registered for its kind."""
+
+
+class DuplicateComponentError(CodecError):
+    """Two plugins register the same name for the same kind."""
+
+
+class CompositionError(ConfigError):
+    """The chosen components cannot work together."""
+
+
+class PluginLoadError(CodecError):
+    """A plugin module or entry point failed to import or register."""
+
+
+class ImageError(CodecError):
+    """An input image is missing, unreadable or not an image."""
+
+
+class DataError(CodecError):
+    """A data folder is missing or holds no images."""
+
+
+class RunError(CodecError):
+    """A model folder is not a codec run, or its files are damaged."""
+
+
+class BitstreamError(CodecError):
+    """A compressed file is truncated, corrupted, or was made by another model."""
+
+
+class OutputError(CodecError):
+    """An output path cannot be written."""
+
+
+def did_you_mean(name: str, valid: Iterable[str]) -> str:
+    """Return a hint naming the closest valid names and listing all of them."""
+    valid = sorted(valid)
+    close = difflib.get_close_matches(name, valid, n=3, cutoff=0.5)
+    listing = ", ".join(valid) if valid else "(none registered)"
+    if close:
+        return f"did you mean {' or '.join(repr(c) for c in close)}? valid: {listing}"
+    return f"valid: {listing}"

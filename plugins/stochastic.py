@@ -1,0 +1,63 @@
+"""``stochastic``: stochastic rounding to a bounded integer alphabet (CAE-ADMM §1.4, A8).
+
+Training: ``floor(y) + 1`` with probability ``y - floor(y)``, else ``floor(y)`` — an unbiased
+generalisation of Toderici's stochastic binarization — with a straight-through gradient.
+Evaluation: deterministic rounding, so reconstructions and file sizes are reproducible
+(the authors' code rounds stochastically at test time too; we do not, per A8).
+
+The latent is clamped to ``[-bound, bound]`` first, so the alphabet is finite:
+``K = 2·bound + 1`` symbols, symbol = value + bound.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from corelib.contracts import Quantizer
+from corelib.errors import ConfigError
+from registry import hookimpl
+
+__all__ = ["StochasticQuantizer"]
+
+
+class StochasticQuantizer(Quantizer):
+    """Stochastic rounding (train) / rounding (eval) to integers in ``[-bound, bound]``.
+
+    Args:
+        bound: largest magnitude kept; the alphabet has ``2·bound + 1`` symbols.
+    """
+
+    name = "stochastic"
+    summary = "stochastic rounding in training (straight-through), rounding at test"
+    version = "0.1"
+
+    def __init__(self, bound: int = 15) -> None:
+        super().__init__()
+        if not 1 <= bound <= 32767:
+            raise ConfigError(f"stochastic: bound must be in [1, 32767], got {bound}")
+        self.bound = bound
+        self.alphabet_size = 2 * bound + 1
+
+    def forward(self, y: torch.Tensor) -> torch.Tensor:
+        y = y.clamp(-self.bound, self.bound)
+        with torch.no_grad():
+            if self.training:
+                floor = torch.floor(y)
+                up = (torch.rand_like(y) < (y - floor)).to(y.dtype)
+                target = floor + up
+            else:
+                target = torch.round(y)
+        # Straight-through: the value is exactly ``target`` (y - y is exactly 0), the
+        # gradient is the identity.
+        return target + (y - y.detach())
+
+    def to_symbols(self, y_tilde: torch.Tensor) -> torch.Tensor:
+        return torch.round(y_tilde.detach()).to(torch.int64).clamp(-self.bound, self.bound) + self.bound
+
+    def from_symbols(self, symbols: torch.Tensor) -> torch.Tensor:
+        return (symbols - self.bound).to(torch.float32)
+
+
+@hookimpl
+def codec_register_quantizers() -> list[type[Quantizer]]:
+    return [StochasticQuantizer]

@@ -1,0 +1,94 @@
+"""Per-kind component lookup: normalised names, no duplicates, "did you mean" for typos."""
+
+from __future__ import annotations
+
+import fnmatch
+
+import pluggy
+
+from corelib.contracts import KINDS, Component, ComponentInfo
+from corelib.errors import DuplicateComponentError, PluginLoadError, UnknownComponentError, did_you_mean
+from registry.manager import make_plugin_manager, plugin_source
+
+__all__ = ["HOOKS", "Registry", "normalize"]
+
+HOOKS: dict[str, str] = {
+    "encoder": "codec_register_encoders",
+    "decoder": "codec_register_decoders",
+    "quantizer": "codec_register_quantizers",
+    "rate": "codec_register_rates",
+    "coder": "codec_register_coders",
+}
+"""The registration hook of each kind."""
+
+
+def normalize(name: str) -> str:
+    """Case-fold and turn ``_`` into ``-``: ``Inclined_TCAE`` → ``inclined-tcae``."""
+    return name.strip().lower().replace("_", "-")
+
+
+class Registry:
+    """Every registered component, by kind and name.
+
+    Args:
+        pm: a plugin manager (default: a fresh one from :func:`make_plugin_manager`).
+    """
+
+    def __init__(self, pm: pluggy.PluginManager | None = None) -> None:
+        self.pm = pm or make_plugin_manager()
+        self._by_kind: dict[str, dict[str, ComponentInfo]] = {k: {} for k in KINDS}
+        for kind, hook_name in HOOKS.items():
+            for impl in getattr(self.pm.hook, hook_name).get_hookimpls():
+                source = plugin_source(self.pm, impl.plugin_name)
+                for cls in impl.function() or []:
+                    self._add(kind, cls, impl.plugin_name, source)
+
+    def _add(self, kind: str, cls: type, plugin: str, source: str) -> None:
+        base = KINDS[kind]
+        if not (isinstance(cls, type) and issubclass(cls, base)):
+            raise PluginLoadError(
+                f"plugin {plugin!r} registered {cls!r} as a {kind}, but it does not subclass "
+                f"corelib.contracts.{base.__name__}"
+            )
+        name = normalize(cls.name or "")
+        if not name or name != cls.name:
+            raise PluginLoadError(
+                f"plugin {plugin!r}: {kind} {cls.__name__} needs a lowercase kebab-case `name`"
+            )
+        if name in self._by_kind[kind]:
+            other = self._by_kind[kind][name]
+            raise DuplicateComponentError(
+                f"{kind} {name!r} is registered twice: by {other.source} ({other.cls.__module__}) "
+                f"and by {source} ({cls.__module__})",
+                "uninstall one of the two plugins, or rename one component",
+            )
+        summary = cls.summary or (cls.__doc__ or "").strip().splitlines()[0:1] or [""]
+        self._by_kind[kind][name] = ComponentInfo(
+            kind=kind,
+            name=name,
+            summary=cls.summary or summary[0],
+            version=cls.version,
+            source=source,
+            cls=cls,
+        )
+
+    def names(self, kind: str, pattern: str = "*") -> list[str]:
+        """Registered names of ``kind`` matching the fnmatch ``pattern``, sorted."""
+        return sorted(n for n in self._by_kind[kind] if fnmatch.fnmatch(n, pattern))
+
+    def get(self, kind: str, name: str | type[Component]) -> ComponentInfo:
+        """The component ``name`` of ``kind``; a class is looked up by its ``name``."""
+        if kind not in self._by_kind:
+            raise UnknownComponentError(f"unknown component kind {kind!r}", did_you_mean(kind, KINDS))
+        key = normalize(name if isinstance(name, str) else name.name)
+        try:
+            return self._by_kind[kind][key]
+        except KeyError:
+            raise UnknownComponentError(
+                f"unknown {kind} {name!r}",
+                f"{did_you_mean(key, self._by_kind[kind])}; run `codec plugins` to list them",
+            ) from None
+
+    def infos(self) -> list[ComponentInfo]:
+        """Every component, grouped by kind in data-path order, then by name."""
+        return [self._by_kind[k][n] for k in KINDS for n in sorted(self._by_kind[k])]

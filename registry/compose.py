@@ -1,0 +1,174 @@
+"""From user input to a resolved config, and from a resolved config to a ``Codec``."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from corelib.codec import Codec
+from corelib.config import as_dict, deep_merge, load_preset, validate_sections
+from corelib.contracts import KINDS
+from corelib.errors import CompositionError, ConfigError, did_you_mean
+from corelib.params import schema_of, validate_params
+from registry.components import Registry, normalize
+
+__all__ = ["assemble_config", "build_codec", "resolve_model"]
+
+DEFAULT_RATE = "admm"
+
+
+def _section(model: Mapping[str, Any], kind: str) -> dict[str, Any]:
+    raw = model.get(kind)
+    if raw is None:
+        return {}
+    if isinstance(raw, str):
+        return {"name": raw}
+    if not isinstance(raw, Mapping):
+        raise ConfigError(
+            f"model.{kind}: expected a mapping with a name, got {type(raw).__name__}",
+            f"e.g. model: {{{kind}: {{name: NAME}}}}",
+        )
+    return dict(raw)
+
+
+def resolve_model(model: Mapping[str, Any], registry: Registry) -> dict[str, dict[str, Any]]:
+    """Validate a ``model`` section and complete every component's params with defaults.
+
+    The decoder inherits the encoder's architecture keys when both have the same name, and
+    always gets the encoder's ``latent_channels``.
+    """
+    for key in model:
+        if key not in KINDS:
+            raise ConfigError(f"unknown key model.{key}", did_you_mean(key, KINDS))
+    out: dict[str, dict[str, Any]] = {}
+    for kind in ("encoder", "quantizer", "rate", "coder", "decoder"):
+        section = _section(model, kind)
+        if "name" not in section:
+            raise ConfigError(f"model.{kind}.name is missing", f"valid: {', '.join(registry.names(kind))}")
+        name = section.pop("name")
+        if not isinstance(name, str):
+            raise ConfigError(f"model.{kind}.name: expected a string, got {name!r}")
+        info = registry.get(kind, name)
+        if kind == "decoder":
+            accepted = schema_of(info.cls)
+            if info.name == out["encoder"]["name"]:
+                inherited = {k: v for k, v in out["encoder"].items() if k in accepted and k != "name"}
+                section = {**inherited, **section}
+            if "latent_channels" in accepted and "latent_channels" in out["encoder"]:
+                section["latent_channels"] = out["encoder"]["latent_channels"]
+        params = validate_params(info.cls, section, f"model.{kind}")
+        out[kind] = {"name": info.name, **params}
+    _check_requires(out, registry)
+    return out
+
+
+def _check_requires(model: Mapping[str, Mapping[str, Any]], registry: Registry) -> None:
+    for kind, section in model.items():
+        cls = registry.get(kind, section["name"]).cls
+        for other, allowed in cls.requires.items():
+            chosen = model[other]["name"]
+            if chosen not in allowed:
+                raise CompositionError(
+                    f"{kind} {section['name']!r} cannot work with {other} {chosen!r}",
+                    f"choose {other} {' or '.join(repr(a) for a in allowed)}",
+                )
+
+
+def assemble_config(
+    registry: Registry,
+    *,
+    rate: str | None = None,
+    preset: str | None = None,
+    config: Mapping[str, Any] | None = None,
+    components: Mapping[str, str | None] | None = None,
+    train: Mapping[str, Any] | None = None,
+    data: Mapping[str, Any] | None = None,
+    sets: Mapping[str, Any] | None = None,
+) -> dict[str, Any]:
+    """Resolve a full config. Later layers win: rate defaults → preset → ``config`` → flags → sets.
+
+    Args:
+        rate: the rate plugin (``--rate``); default from ``config`` or ``admm``.
+        preset: ``quick`` | ``cpu`` | ``paper``; default from ``config`` or ``quick``.
+        config: a loaded ``--config`` file.
+        components: ``kind -> name`` from ``--encoder/--quantizer/--coder/--decoder``.
+        train, data: flag overrides of those sections (``--steps``, ``--device``, ``--data``).
+        sets: nested overrides from ``--set``.
+    Returns:
+        ``{"preset", "model", "train", "data"}``, every key present and validated.
+    """
+    config = dict(config or {})
+    sets = dict(sets or {})
+    file_model = config.get("model") or {}
+    if not isinstance(file_model, Mapping):
+        raise ConfigError("model: expected a mapping of component sections")
+    set_model = sets.get("model") or {}
+    preset_name = preset or sets.get("preset") or config.get("preset") or "quick"
+    recipe = load_preset(preset_name)
+
+    rate_name = (
+        rate
+        or _section(set_model, "rate").get("name")
+        or _section(file_model, "rate").get("name")
+        or DEFAULT_RATE
+    )
+    defaults = registry.get("rate", rate_name).cls.default_components
+    model: dict[str, Any] = {}
+    for kind in KINDS:
+        file_sec = _section(file_model, kind)
+        set_sec = _section(set_model, kind)
+        name = (
+            (rate_name if kind == "rate" else None)
+            or set_sec.get("name")
+            or (components or {}).get(kind)
+            or file_sec.get("name")
+            or defaults.get(kind)
+        )
+        if name is None:
+            raise ConfigError(
+                f"no {kind} chosen and rate {rate_name!r} names no default",
+                f"pass --{kind} NAME; valid: {', '.join(registry.names(kind))}",
+            )
+        section: dict[str, Any] = dict((recipe.get("components") or {}).get(normalize(name), {}))
+        if normalize(file_sec.get("name", name)) == normalize(name):
+            section.update({k: v for k, v in file_sec.items() if k != "name"})
+        section.update({k: v for k, v in set_sec.items() if k != "name"})
+        model[kind] = {"name": name, **section}
+
+    merged: dict[str, Any] = {
+        "train": deep_merge(recipe.get("train") or {}, config.get("train") or {}),
+        "data": dict(config.get("data") or {}),
+    }
+    merged = deep_merge(merged, {"train": dict(train or {}), "data": dict(data or {})})
+    merged = deep_merge(merged, {k: v for k, v in sets.items() if k in ("train", "data")})
+    for key in list(config) + list(sets):
+        if key not in ("model", "train", "data", "preset"):
+            raise ConfigError(f"unknown config section {key!r}",
+                              did_you_mean(key, ("model", "train", "data", "preset")))
+    train_cfg, data_cfg = validate_sections(merged)
+    return {
+        "preset": preset_name,
+        "model": resolve_model(model, registry),
+        "train": as_dict(train_cfg),
+        "data": as_dict(data_cfg),
+    }
+
+
+def build_codec(model: Mapping[str, Any], registry: Registry | None = None) -> Codec:
+    """Construct the ``Codec`` a ``model`` config section describes.
+
+    Refuses a composition that cannot work, saying what would.
+    """
+    registry = registry or Registry()
+    resolved = resolve_model(model, registry)
+    parts = {}
+    for kind, section in resolved.items():
+        params = {k: v for k, v in section.items() if k != "name"}
+        parts[kind] = registry.get(kind, section["name"]).cls(**params)
+    for kind, part in parts.items():
+        reason = part.check_composition(parts)
+        if reason:
+            alternatives = ", ".join(registry.names(kind))
+            raise CompositionError(f"{kind} {resolved[kind]['name']!r}: {reason}",
+                                   f"{kind}s available: {alternatives}")
+    return Codec(config=resolved, **parts)

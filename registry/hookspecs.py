@@ -1,0 +1,90 @@
+"""Hook specifications: the reference for plugin authors.
+
+A plugin is a module (or object) with functions marked ``@hookimpl`` whose names are the
+hooks below. Built-in components register through exactly these hooks, so a third-party
+package does what the built-ins do: expose a module in the ``codec.plugins`` entry-point
+group (or name it in ``CODEC_PLUGINS``) and implement one or more ``codec_register_*``
+hooks::
+
+    from registry import hookimpl
+
+    @hookimpl
+    def codec_register_rates():
+        return [MyRate]
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+import pluggy
+
+if TYPE_CHECKING:
+    from corelib.contracts import Decoder, Encoder, EntropyCoder, Quantizer, Rate
+
+PROJECT = "codec"
+
+hookspec = pluggy.HookspecMarker(PROJECT)
+hookimpl = pluggy.HookimplMarker(PROJECT)
+
+# ---------------------------------------------------------------- component registration
+
+
+@hookspec
+def codec_register_encoders() -> list[type[Encoder]]:
+    """Return encoder classes (subclasses of ``corelib.contracts.Encoder``) to register.
+
+    Each class needs ``name`` (kebab-case, unique among encoders), ``summary`` and
+    ``version``; its constructor keywords are its config keys.
+
+    Returns: a list of classes (may be empty).
+    All implementations are called; the lists are concatenated. A name registered twice
+    is a startup error naming both plugins.
+    Since: 0.1
+    """
+
+
+@hookspec
+def codec_register_decoders() -> list[type[Decoder]]:
+    """Return decoder classes (subclasses of ``corelib.contracts.Decoder``) to register.
+
+    A decoder that pairs with an encoder takes the same ``name``; the builder then gives
+    it the encoder's architecture keys and ``latent_channels``.
+
+    Returns: a list of classes (may be empty).
+    All implementations are called; the lists are concatenated.
+    Since: 0.1
+    """
+
+
+@hookspec
+def codec_register_quantizers() -> list[type[Quantizer]]:
+    """Return quantizer classes (subclasses of ``corelib.contracts.Quantizer``) to register.
+
+    Returns: a list of classes (may be empty).
+    All implementations are called; the lists are concatenated.
+    Since: 0.1
+    """
+
+
+@hookspec
+def codec_register_rates() -> list[type[Rate]]:
+    """Return rate classes (subclasses of ``corelib.contracts.Rate``) to register.
+
+    A rate plugin's ``default_components`` say what ``codec build --rate NAME`` composes
+    when the user names no other component.
+
+    Returns: a list of classes (may be empty).
+    All implementations are called; the lists are concatenated.
+    Since: 0.1
+    """
+
+
+@hookspec
+def codec_register_coders() -> list[type[EntropyCoder]]:
+    """Return entropy-coder classes (subclasses of ``corelib.contracts.EntropyCoder``).
+
+    Returns: a list of classes (may be empty).
+    All implementations are called; the lists are concatenated.
+    Since: 0.1
+    """
