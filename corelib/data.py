@@ -1,0 +1,71 @@
+"""Training data: random crops with flips (CAE-ADMM's BSDS500 recipe), images kept in memory."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+
+from corelib.images import list_images, load_image, sample_images
+
+__all__ = ["CropSampler", "training_images", "validation_images"]
+
+VALIDATION_SAMPLES = 2
+"""The last shipped samples are held out for the built-in evaluation."""
+
+
+def training_images(folder: str | None) -> list[Path]:
+    """Images of ``folder``, or the shipped samples minus the held-out ones."""
+    return list_images(folder) if folder else sample_images()[:-VALIDATION_SAMPLES]
+
+
+def validation_images(folder: str | None) -> list[Path]:
+    """Images of ``folder``, or the held-out shipped samples."""
+    return list_images(folder) if folder else sample_images()[-VALIDATION_SAMPLES:]
+
+
+class CropSampler:
+    """Batches of random ``crop``² patches with random horizontal and vertical flips.
+
+    Images smaller than the crop are reflect-padded. One epoch of the paper is one crop
+    per image; here ``batch(n)`` draws n crops from images in a shuffled cycle.
+
+    Args:
+        paths: image files (decoded once, kept as uint8).
+        crop: patch size in pixels.
+        seed: seeds the generator, so a run is reproducible.
+    """
+
+    def __init__(self, paths: list[Path], crop: int, seed: int = 0) -> None:
+        self.images = [(load_image(p)[0][0] * 255).round().to(torch.uint8) for p in paths]
+        self.crop = crop
+        self.gen = torch.Generator().manual_seed(seed)
+        self._order: list[int] = []
+
+    def __len__(self) -> int:
+        return len(self.images)
+
+    def _next_index(self) -> int:
+        if not self._order:
+            self._order = torch.randperm(len(self.images), generator=self.gen).tolist()
+        return self._order.pop()
+
+    def _patch(self, img: torch.Tensor) -> torch.Tensor:
+        c = self.crop
+        _, h, w = img.shape
+        if h < c or w < c:
+            img = F.pad(img[None].float(), (0, max(0, c - w), 0, max(0, c - h)), mode="reflect")[0]
+            _, h, w = img.shape
+        top = int(torch.randint(0, h - c + 1, (1,), generator=self.gen))
+        left = int(torch.randint(0, w - c + 1, (1,), generator=self.gen))
+        patch = img[:, top : top + c, left : left + c].float() / 255.0
+        if torch.rand((), generator=self.gen) < 0.5:
+            patch = patch.flip(-1)
+        if torch.rand((), generator=self.gen) < 0.5:
+            patch = patch.flip(-2)
+        return patch
+
+    def batch(self, n: int) -> torch.Tensor:
+        """A (n, 3, crop, crop) batch in [0, 1]."""
+        return torch.stack([self._patch(self.images[self._next_index()]) for _ in range(n)])

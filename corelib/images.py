@@ -1,0 +1,119 @@
+"""Reading and writing images: any size, PNG/JPEG/..., converted to RGB with a notice."""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image, UnidentifiedImageError
+
+from corelib.errors import DataError, ImageError, OutputError
+
+__all__ = [
+    "IMAGE_SUFFIXES",
+    "atomic_output",
+    "list_images",
+    "load_image",
+    "sample_images",
+    "save_image",
+    "to_uint8",
+]
+
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp", ".ppm")
+
+
+def load_image(path: str | Path) -> tuple[torch.Tensor, str | None]:
+    """Read an image as a (1, 3, H, W) float tensor in [0, 1].
+
+    Returns:
+        The tensor and a notice when the image was converted (RGBA, grayscale, palette…).
+    """
+    p = Path(path)
+    if not p.exists():
+        raise ImageError(f"image {p} does not exist", "check the path")
+    if p.is_dir():
+        raise ImageError(f"{p} is a folder, not an image", "pass an image file")
+    try:
+        with Image.open(p) as im:
+            im.load()
+            notice = None
+            if im.mode != "RGB":
+                notice = f"{p.name}: converted {im.mode} to RGB"
+                if im.mode in ("RGBA", "LA", "PA") or "transparency" in im.info:
+                    notice += " (transparency dropped onto white)"
+                    rgba = im.convert("RGBA")
+                    bg = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
+                    im = Image.alpha_composite(bg, rgba).convert("RGB")
+                else:
+                    im = im.convert("RGB")
+            arr = np.asarray(im, dtype=np.uint8).copy()
+    except (UnidentifiedImageError, OSError, ValueError) as e:
+        raise ImageError(f"cannot read image {p}: {e}", "pass a PNG or JPEG image") from e
+    x = torch.from_numpy(arr).permute(2, 0, 1).float().div(255.0)
+    return x[None], notice
+
+
+def to_uint8(x: torch.Tensor) -> np.ndarray:
+    """(1, 3, H, W) or (3, H, W) float in [0, 1] → (H, W, 3) uint8, rounded as CompressAI does."""
+    if x.dim() == 4:
+        x = x[0]
+    return x.detach().clamp(0, 1).mul(255).round().to(torch.uint8).permute(1, 2, 0).cpu().numpy()
+
+
+@contextmanager
+def atomic_output(path: str | Path) -> Iterator[Path]:
+    """Yield a temporary path beside ``path``; rename it into place only on success."""
+    target = Path(path)
+    parent = target.parent if str(target.parent) else Path(".")
+    if not parent.is_dir():
+        raise OutputError(f"cannot write {target}: folder {parent} does not exist",
+                          "create the folder or choose another output path")
+    if target.is_dir():
+        raise OutputError(f"cannot write {target}: it is a folder", "give a file name")
+    try:
+        fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".part", dir=parent)
+    except OSError as e:
+        raise OutputError(f"cannot write {target}: {e.strerror}",
+                          "choose a writable output path") from e
+    os.close(fd)
+    tmp_path = Path(tmp)
+    try:
+        yield tmp_path
+        os.replace(tmp_path, target)
+    except OSError as e:
+        raise OutputError(f"cannot write {target}: {e.strerror}",
+                          "choose a writable output path") from e
+    finally:
+        if tmp_path.exists():
+            tmp_path.unlink()
+
+
+def save_image(x: torch.Tensor, path: str | Path) -> None:
+    """Write an image atomically; the format follows the suffix (PNG when there is none)."""
+    target = Path(path)
+    fmt = Image.registered_extensions().get(target.suffix.lower(), "PNG")
+    with atomic_output(target) as tmp:
+        Image.fromarray(to_uint8(x)).save(tmp, format=fmt)
+
+
+def list_images(folder: str | Path) -> list[Path]:
+    """Image files directly in ``folder``, sorted; a clear error if there are none."""
+    p = Path(folder)
+    if not p.exists():
+        raise DataError(f"data folder {p} does not exist", "check the path")
+    if not p.is_dir():
+        raise DataError(f"{p} is not a folder", "pass a folder of images")
+    files = sorted(f for f in p.iterdir() if f.suffix.lower() in IMAGE_SUFFIXES and f.is_file())
+    if not files:
+        raise DataError(f"no images in {p}", f"put {'/'.join(IMAGE_SUFFIXES)} files there")
+    return files
+
+
+def sample_images() -> list[Path]:
+    """The small Kodak crops shipped with the package (Kodak: released for unrestricted use)."""
+    return list_images(Path(__file__).parent / "samples")

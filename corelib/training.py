@@ -1,0 +1,227 @@
+"""The training engine: seeded, checkpointed every epoch, with rate-plugin hooks and a second
+stage that fits the entropy coder on the training codes."""
+
+from __future__ import annotations
+
+import csv
+import math
+import random
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from corelib.codec import Codec
+from corelib.config import TrainConfig
+from corelib.contracts import TrainContext
+from corelib.data import CropSampler
+from corelib.images import atomic_output, load_image
+from corelib.losses import distortion_loss
+from corelib.metrics import bpp_from_likelihoods
+from corelib.progress import NullProgress, Progress
+
+__all__ = ["TrainResult", "Trainer", "resolve_device"]
+
+LOG_FIELDS = ("epoch", "step", "loss", "distortion", "rate_loss", "est_bpp", "psnr", "lr", "kept",
+              "seconds", "event")  # fmt: skip
+
+
+def resolve_device(name: str) -> torch.device:
+    """``auto`` → cuda when available, else cpu."""
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name == "cuda" and not torch.cuda.is_available():
+        from corelib.errors import ConfigError
+
+        raise ConfigError("train.device is cuda but no CUDA device is available",
+                          "use --device cpu or auto")
+    return torch.device(name)
+
+
+@dataclass
+class TrainResult:
+    """What a training run did."""
+
+    steps: int
+    epochs: int
+    seconds: float
+    fit_seconds: float
+    history: list[dict[str, Any]] = field(default_factory=list)
+
+
+def _net_aux_split(codec: Codec) -> tuple[list[torch.nn.Parameter], list[torch.nn.Parameter]]:
+    """CompressAI's split: parameters named ``*.quantiles`` get their own optimizer."""
+    net, aux = [], []
+    for name, p in codec.named_parameters():
+        if p.requires_grad:
+            (aux if name.endswith(".quantiles") else net).append(p)
+    return net, aux
+
+
+class Trainer:
+    """Trains a codec on random crops, then fits its entropy coder on whole training images.
+
+    Args:
+        codec: the composed codec (moved to the configured device).
+        cfg: the ``train`` section.
+        sampler: draws training crops.
+        fit_images: images whose hard codes fit the entropy coder (stage 2).
+        run_dir: where ``train_log.csv`` and ``checkpoint.pt`` go (None: nowhere).
+        progress: receives progress (bars, epoch lines).
+    """
+
+    def __init__(
+        self,
+        codec: Codec,
+        cfg: TrainConfig,
+        sampler: CropSampler,
+        fit_images: Sequence[Path] = (),
+        run_dir: Path | None = None,
+        progress: Progress | None = None,
+    ) -> None:
+        self.codec = codec
+        self.cfg = cfg
+        self.sampler = sampler
+        self.fit_images = list(fit_images)
+        self.run_dir = run_dir
+        self.progress = progress or NullProgress()
+        self.device = resolve_device(cfg.device)
+        spe = cfg.steps_per_epoch or max(1, math.ceil(len(sampler) / cfg.batch_size))
+        self.steps_per_epoch = spe
+        self.total_steps = cfg.epochs * spe if cfg.steps is None else min(cfg.steps, cfg.epochs * spe)
+        self.total_epochs = math.ceil(self.total_steps / spe)
+        self.loss_fn = distortion_loss(cfg.loss, cfg.crop)
+
+    def _seed(self) -> None:
+        torch.manual_seed(self.cfg.seed)
+        np.random.seed(self.cfg.seed)
+        random.seed(self.cfg.seed)
+
+    def _write_log(self, row: dict[str, Any]) -> None:
+        if self.run_dir is None:
+            return
+        path = self.run_dir / "train_log.csv"
+        new = not path.exists()
+        with path.open("a", newline="") as f:
+            w = csv.DictWriter(f, fieldnames=LOG_FIELDS, extrasaction="ignore")
+            if new:
+                w.writeheader()
+            w.writerow(row)
+
+    def _checkpoint(self, epoch: int, step: int, opt: torch.optim.Optimizer, sched: Any) -> None:
+        if self.run_dir is None:
+            return
+        state = {
+            "model": self.codec.state_dict(),
+            "optimizer": opt.state_dict(),
+            "scheduler": sched.state_dict(),
+            "epoch": epoch,
+            "step": step,
+        }
+        with atomic_output(self.run_dir / "checkpoint.pt") as tmp:
+            torch.save(state, tmp)
+
+    def run(self) -> TrainResult:
+        """Train, call the rate plugin's hooks, fit the coder; return the history."""
+        self._seed()
+        codec, cfg = self.codec.to(self.device), self.cfg
+        net, aux = _net_aux_split(codec)
+        opt = torch.optim.Adam(net, lr=cfg.lr, weight_decay=cfg.weight_decay)
+        aux_opt = torch.optim.Adam(aux, lr=cfg.aux_lr) if aux else None
+        sched = torch.optim.lr_scheduler.ReduceLROnPlateau(
+            opt, mode="min", factor=cfg.lr_factor, patience=cfg.lr_patience
+        )
+        ctx = TrainContext(total_epochs=self.total_epochs, total_steps=self.total_steps)
+        codec.train()
+        codec.rate.on_train_start(ctx)
+        history: list[dict[str, Any]] = []
+        t0 = time.perf_counter()
+        step, lr_scale = 0, 1.0
+        self.progress.start("training", self.total_steps)
+        for epoch in range(self.total_epochs):
+            ctx.epoch = epoch
+            sums: dict[str, float] = {}
+            n = 0
+            while n < self.steps_per_epoch and step < self.total_steps:
+                if ctx.lr_scale != lr_scale:  # a rate plugin switched stage
+                    for g in opt.param_groups:
+                        g["lr"] *= ctx.lr_scale / lr_scale
+                    lr_scale = ctx.lr_scale
+                x = self.sampler.batch(cfg.batch_size).to(self.device)
+                out = codec(x)
+                dist = self.loss_fn(x, out["x_hat"])
+                with_rate = epoch >= cfg.warmup_epochs and not ctx.distortion_only
+                loss = dist + (out["rate_loss"] if with_rate else 0.0)
+                coder_loss = codec.coder.loss(out["rate"].streams)
+                if coder_loss is not None:
+                    loss = loss + coder_loss
+                opt.zero_grad(set_to_none=True)
+                loss.backward()
+                if cfg.grad_clip:
+                    torch.nn.utils.clip_grad_norm_(net, cfg.grad_clip)
+                opt.step()
+                if aux_opt is not None:
+                    aux_opt.zero_grad(set_to_none=True)
+                    aux_loss = codec.aux_loss()
+                    aux_loss.backward()
+                    aux_opt.step()
+                step += 1
+                n += 1
+                ctx.step = step
+                codec.rate.on_batch_end(ctx, out["rate"])
+                with torch.no_grad():
+                    num_pixels = x.shape[0] * x.shape[2] * x.shape[3]
+                    mse = ((x - out["x_hat"].clamp(0, 1)) ** 2).flatten(1).mean(1).clamp_min(1e-10)
+                    vals = {
+                        "loss": float(loss),
+                        "distortion": float(dist),
+                        "rate_loss": float(out["rate_loss"]),
+                        "est_bpp": float(bpp_from_likelihoods(out["likelihoods"], num_pixels)),
+                        "psnr": float((-10 * torch.log10(mse)).mean()),
+                        "kept": float(out["rate"].info.get("kept", 1.0)),
+                    }
+                for k, v in vals.items():
+                    sums[k] = sums.get(k, 0.0) + v
+                self.progress.advance(1, epoch=epoch + 1, loss=vals["loss"],
+                                      est_bpp=vals["est_bpp"], psnr=vals["psnr"])
+            ctx.log = {}
+            codec.rate.on_epoch_end(ctx)
+            means = {k: v / max(n, 1) for k, v in sums.items()}
+            sched.step(means.get("loss", 0.0))
+            row = {"epoch": epoch + 1, "step": step, **means, "lr": opt.param_groups[0]["lr"],
+                   "seconds": round(time.perf_counter() - t0, 2),
+                   "event": " ".join(f"{k}={v}" for k, v in ctx.log.items())}  # fmt: skip
+            history.append(row)
+            self._write_log(row)
+            self._checkpoint(epoch + 1, step, opt, sched)
+            self.progress.message(
+                f"epoch {epoch + 1}/{self.total_epochs}  loss {means.get('loss', 0):.2f}  "
+                f"est. bpp {means.get('est_bpp', 0):.3f}  PSNR {means.get('psnr', 0):.2f} dB"
+                + (f"  [{row['event']}]" if row["event"] else "")
+            )
+        codec.rate.on_train_end(ctx)
+        self.progress.stop()
+        seconds = time.perf_counter() - t0
+        t1 = time.perf_counter()
+        if cfg.fit_coder:
+            self.fit_coder()
+        codec.update(force=True)
+        codec.eval()
+        return TrainResult(step, self.total_epochs, seconds, time.perf_counter() - t1, history)
+
+    def fit_coder(self) -> None:
+        """Stage 2: fit the entropy coder's model on the hard codes of whole training images."""
+        images = self.fit_images[: self.cfg.fit_images] if self.cfg.fit_images else self.fit_images
+        coder = self.codec.coder
+        coder.fit_begin()
+        self.progress.start("fitting entropy coder", len(images))
+        for path in images:
+            x = load_image(path)[0].to(self.device)
+            coder.fit_observe(self.codec.streams(x))
+            self.progress.advance(1)
+        coder.fit_end()
+        self.progress.stop()

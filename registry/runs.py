@@ -1,0 +1,140 @@
+"""Run folders: build → train → save, and load a run back into a ``Codec``."""
+
+from __future__ import annotations
+
+import datetime as _dt
+import platform
+from pathlib import Path
+from typing import Any
+
+import torch
+import yaml
+
+import corelib
+from corelib.codec import Codec
+from corelib.config import TrainConfig
+from corelib.data import CropSampler, training_images, validation_images
+from corelib.errors import OutputError
+from corelib.evaluation import EvalResult, evaluate
+from corelib.progress import Progress
+from corelib.runs import check_run_dir, load_weights, read_config, save_weights, write_json, write_text
+from corelib.training import Trainer, TrainResult
+from registry.compose import build_codec
+from registry.components import Registry
+
+__all__ = ["describe", "load_run", "train_run"]
+
+
+def load_run(path: str | Path, registry: Registry | None = None) -> Codec:
+    """Rebuild the codec of a run folder and load its weights (eval mode)."""
+    run = check_run_dir(path)
+    codec = build_codec(read_config(run)["model"], registry)
+    load_weights(codec, run / "weights.safetensors")
+    return codec.eval()
+
+
+def describe(codec: Codec, patch: int = 128) -> dict[str, Any]:
+    """Components, parameter counts and latent shape per ``patch``² input (for --dry-run)."""
+    with torch.no_grad():
+        codec.eval()
+        y = codec.encoder(torch.zeros(1, 3, patch, patch))["y"]
+    return {
+        "components": {
+            k: {"name": type(c).name, "version": type(c).version,
+                "parameters": sum(p.numel() for p in c.parameters())}
+            for k, c in codec.parts.items()
+        },  # fmt: skip
+        "parameters": sum(p.numel() for p in codec.parameters()),
+        "latent_shape": list(y.shape[1:]),
+        "patch": patch,
+        "streams": [
+            {"name": s.name, "channels": s.channels, "alphabet": s.alphabet} for s in codec.specs
+        ],
+        "symbols_per_pixel": y[0].numel() / patch**2,
+    }
+
+
+def _prepare(out: Path) -> None:
+    if out.exists() and not out.is_dir():
+        raise OutputError(f"cannot create run folder {out}: a file is there",
+                          "choose another --out")
+    if out.exists() and any(out.iterdir()):
+        raise OutputError(f"run folder {out} already exists and is not empty",
+                          "choose another --out or remove the folder")
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise OutputError(f"cannot create run folder {out}: {e.strerror}",
+                          "choose a writable --out") from e
+
+
+def _report(config: dict[str, Any], codec: Codec, result: TrainResult, ev: EvalResult) -> str:
+    info = describe(codec)
+    lines = ["# codec-lab run", "", f"Created {_dt.datetime.now().isoformat(timespec='seconds')}, "
+             f"preset `{config['preset']}`, {result.steps} steps in {result.epochs} epochs, "
+             f"{result.seconds:.0f} s training + {result.fit_seconds:.0f} s coder fit.", "",
+             "| kind | component | parameters |", "|---|---|---|"]  # fmt: skip
+    for kind, c in info["components"].items():
+        lines.append(f"| {kind} | {c['name']} {c['version']} | {c['parameters']:,} |")
+    lines += ["", f"Latent per {info['patch']}² patch: {info['latent_shape']} "
+              f"({info['symbols_per_pixel']:.3f} symbols/pixel).", ""]  # fmt: skip
+    extra = codec.rate.extra_state_info()
+    if extra:
+        lines += ["Rate plugin: " + ", ".join(f"{k}={v}" for k, v in extra.items()), ""]
+    if result.history:
+        last = result.history[-1]
+        lines += [f"Last epoch: loss {last.get('loss', 0):.2f}, estimated bpp "
+                  f"{last.get('est_bpp', 0):.3f}, PSNR {last.get('psnr', 0):.2f} dB.", ""]
+    if ev.rows:
+        lines += ["Validation (real files; bpp = bytes × 8 / pixels):", "",
+                  "| image | bpp | est. bpp | PSNR | MS-SSIM |", "|---|---|---|---|---|"]
+        for r in ev.rows:
+            lines.append(f"| {r['image']} | {r['bpp']:.4f} | {r['est_bpp']:.4f} | "
+                         f"{r['psnr']:.2f} | {r['ms-ssim']:.4f} |")
+        m = ev.mean()
+        lines.append(f"| **mean** | {m['bpp']:.4f} | {m['est_bpp']:.4f} | {m['psnr']:.2f} | "
+                     f"{m.get('ms-ssim', float('nan')):.4f} |")
+    return "\n".join(lines) + "\n"
+
+
+def train_run(
+    config: dict[str, Any],
+    out: Path,
+    registry: Registry | None = None,
+    progress: Progress | None = None,
+) -> tuple[Codec, TrainResult, EvalResult]:
+    """Build the codec ``config`` describes, train it, and write the run folder ``out``."""
+    registry = registry or Registry()
+    codec = build_codec(config["model"], registry)
+    train_cfg = TrainConfig(**config["train"])
+    data = config["data"]
+    train_paths = training_images(data["train"])
+    val_paths = validation_images(data["val"])
+    sampler = CropSampler(train_paths, train_cfg.crop, seed=train_cfg.seed)
+    _prepare(out)
+    write_text(out / "config.yaml", yaml.safe_dump(config, sort_keys=False))
+    trainer = Trainer(codec, train_cfg, sampler, fit_images=train_paths, run_dir=out,
+                      progress=progress)  # fmt: skip
+    result = trainer.run()
+    codec = codec.cpu().eval()
+    save_weights(codec, out / "weights.safetensors")
+    ev = evaluate(codec, val_paths, progress)
+    name = f"{config['model']['encoder']['name']}+{config['model']['rate']['name']}"
+    write_json(out / "metrics.json", ev.to_compressai(
+        name, f"codec-lab {name} ({config['preset']}), real files on {len(val_paths)} "
+        f"validation image(s)"))  # fmt: skip
+    write_json(out / "run.json", {
+        "codec_lab": corelib.__version__,
+        "torch": torch.__version__,
+        "python": platform.python_version(),
+        "components": {k: {"name": n, "version": v} for k, (n, v) in codec.components().items()},
+        "weights_digest": codec.weights_digest(),
+        "steps": result.steps,
+        "epochs": result.epochs,
+        "train_seconds": round(result.seconds, 2),
+        "fit_seconds": round(result.fit_seconds, 2),
+        "train_images": len(train_paths),
+        "rate": codec.rate.extra_state_info(),
+    })  # fmt: skip
+    write_text(out / "report.md", _report(config, codec, result, ev))
+    return codec, result, ev
