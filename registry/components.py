@@ -7,7 +7,12 @@ import fnmatch
 import pluggy
 
 from corelib.contracts import KINDS, Component, ComponentInfo
-from corelib.errors import DuplicateComponentError, PluginLoadError, UnknownComponentError, did_you_mean
+from corelib.errors import (
+    DuplicateComponentError,
+    PluginLoadError,
+    UnknownComponentError,
+    did_you_mean,
+)
 from registry.manager import make_plugin_manager, plugin_source
 
 __all__ = ["HOOKS", "Registry", "normalize"]

@@ -17,10 +17,17 @@ from corelib.data import CropSampler, training_images, validation_images
 from corelib.errors import OutputError
 from corelib.evaluation import EvalResult, evaluate
 from corelib.progress import Progress
-from corelib.runs import check_run_dir, load_weights, read_config, save_weights, write_json, write_text
+from corelib.runs import (
+    check_run_dir,
+    load_weights,
+    read_config,
+    save_weights,
+    write_json,
+    write_text,
+)
 from corelib.training import Trainer, TrainResult
-from registry.compose import build_codec
 from registry.components import Registry
+from registry.compose import build_codec
 
 __all__ = ["describe", "load_run", "train_run"]
 

@@ -1,0 +1,1 @@
+"""The ``codec`` command line (Typer). Commands are thin: parse, call, print."""

@@ -1,0 +1,100 @@
+"""Consoles, progress bars and the error wrapper shared by every command."""
+
+from __future__ import annotations
+
+import functools
+import os
+import sys
+import traceback
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+from corelib.errors import CodecError
+
+out = Console(soft_wrap=True)
+"""Results (stdout)."""
+err = Console(stderr=True, soft_wrap=True)
+"""Progress, notices and errors (stderr)."""
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def debug() -> bool:
+    """Whether ``CODEC_DEBUG=1`` asks for tracebacks."""
+    return os.environ.get("CODEC_DEBUG", "") not in ("", "0", "false")
+
+
+def handle_errors(fn: F) -> F:
+    """Turn errors into one line on stderr and a non-zero exit (traceback with CODEC_DEBUG=1)."""
+
+    @functools.wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return fn(*args, **kwargs)
+        except CodecError as e:
+            if debug():
+                traceback.print_exc()
+            print(f"Error: {e.message}", file=sys.stderr)
+            if e.hint:
+                print(f"  → {e.hint}", file=sys.stderr)
+            raise typer.Exit(e.exit_code) from None
+        except KeyboardInterrupt:
+            print("Interrupted.", file=sys.stderr)
+            raise typer.Exit(130) from None
+        except typer.Exit:
+            raise
+        except Exception as e:  # a bug: say so plainly, keep the traceback behind CODEC_DEBUG
+            if debug():
+                traceback.print_exc()
+            print(f"Error: internal error: {type(e).__name__}: {e}", file=sys.stderr)
+            print("  → run again with CODEC_DEBUG=1 for the traceback and report it",
+                  file=sys.stderr)
+            raise typer.Exit(1) from None
+
+    return wrapper  # type: ignore[return-value]
+
+
+class BarProgress:
+    """``corelib.progress.Progress`` drawn as a rich progress bar on stderr.
+
+    On a terminal the bar updates live; otherwise (CI, pipes) phases and epoch lines are
+    printed as plain lines so logs stay readable.
+    """
+
+    def __init__(self) -> None:
+        self._bar: Progress | None = None
+        self._task: Any = None
+        self._fields = ""
+
+    def start(self, task: str, total: int) -> None:
+        self.stop()
+        if not err.is_terminal:
+            err.print(f"{task}: {total} steps")
+            return
+        self._bar = Progress(
+            TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
+            TextColumn("{task.fields[info]}"), TimeRemainingColumn(), console=err,
+        )  # fmt: skip
+        self._bar.start()
+        self._task = self._bar.add_task(task, total=total, info="")
+
+    def advance(self, n: int = 1, **fields: Any) -> None:
+        if self._bar is None:
+            return
+        info = "  ".join(
+            f"{k.replace('_', ' ')} {v:.4g}" if isinstance(v, float) else f"{k} {v}"
+            for k, v in fields.items()
+        )
+        self._bar.update(self._task, advance=n, info=info)
+
+    def message(self, text: str) -> None:
+        (self._bar.console if self._bar else err).print(text, highlight=False)
+
+    def stop(self) -> None:
+        if self._bar is not None:
+            self._bar.stop()
+            self._bar = None

@@ -1,0 +1,111 @@
+"""``codec build``: compose a codec from plugins and train it."""
+
+from __future__ import annotations
+
+import datetime as _dt
+import json
+import shlex
+from pathlib import Path
+from typing import Annotated
+
+import typer
+import yaml
+
+from cli._output import BarProgress, err, handle_errors, out
+from corelib.config import load_yaml, parse_sets
+from corelib.data import validation_images
+from registry.components import Registry
+from registry.compose import assemble_config, build_codec
+from registry.runs import describe, train_run
+
+
+@handle_errors
+def build(
+    rate: Annotated[str | None, typer.Option(help="Rate plugin: admm, … (`codec plugins`).")] = None,
+    preset: Annotated[str | None, typer.Option(
+        help="Recipe and network size: quick (default, samples, minutes), cpu (<1 h on "
+             "this machine), paper (the paper's, for a GPU).")] = None,
+    data: Annotated[Path | None, typer.Option(
+        help="Folder of training images (default: the built-in samples).")] = None,
+    val: Annotated[Path | None, typer.Option(
+        help="Folder of images to evaluate after training (default: held-out samples).")] = None,
+    out_dir: Annotated[Path | None, typer.Option(
+        "--out", "-o", help="Run folder to write (default: runs/<encoder>-<rate>-<time>).")] = None,
+    steps: Annotated[int | None, typer.Option(help="Cap the optimizer steps.")] = None,
+    config: Annotated[Path | None, typer.Option(help="YAML config file.")] = None,
+    set_: Annotated[list[str] | None, typer.Option(
+        "--set", help="Override any key: --set model.rate.keep=0.2 (repeatable).")] = None,
+    encoder: Annotated[str | None, typer.Option(help="Encoder plugin.")] = None,
+    quantizer: Annotated[str | None, typer.Option(help="Quantizer plugin.")] = None,
+    coder: Annotated[str | None, typer.Option(help="Entropy-coder plugin.")] = None,
+    decoder: Annotated[str | None, typer.Option(help="Decoder plugin.")] = None,
+    device: Annotated[str | None, typer.Option(help="auto | cpu | cuda.")] = None,
+    dry_run: Annotated[bool, typer.Option(
+        "--dry-run", help="Print the composed codec and config; do not train.")] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="With --dry-run: print JSON.")] = False,
+) -> None:
+    """Compose a codec from plugins and train it.
+
+    With no data it trains on the samples shipped in the package. Ends by printing the
+    run folder and the commands to compress an image with it.
+
+    Examples:
+      codec build --rate admm
+      codec build --rate admm --data ../shared/data/bsds500/train --out runs/admm1 --preset cpu
+      codec build --rate admm --set model.rate.keep=0.2 --dry-run
+    """
+    registry = Registry()
+    file_cfg = load_yaml(config) if config else {}
+    train_over = {k: v for k, v in {"steps": steps, "device": device}.items() if v is not None}
+    data_over = {k: str(v) for k, v in {"train": data, "val": val}.items() if v is not None}
+    cfg = assemble_config(
+        registry,
+        rate=rate,
+        preset=preset,
+        config=file_cfg,
+        components={"encoder": encoder, "quantizer": quantizer, "coder": coder,
+                    "decoder": decoder},  # fmt: skip
+        train=train_over,
+        data=data_over,
+        sets=parse_sets(set_ or []),
+    )
+    if dry_run:
+        info = describe(build_codec(cfg["model"], registry), cfg["train"]["crop"])
+        if as_json:
+            out.print_json(json.dumps({"config": cfg, "codec": info}))
+            return
+        out.print(yaml.safe_dump({"config": cfg}, sort_keys=False).rstrip(), highlight=False)
+        out.print("\ncomposed codec:")
+        for kind, c in info["components"].items():
+            out.print(f"  {kind:<10} {c['name']:<18} v{c['version']:<6} {c['parameters']:>10,} params")
+        out.print(f"  total parameters {info['parameters']:,}")
+        out.print(f"  latent per {info['patch']}x{info['patch']} patch: "
+                  f"{' x '.join(map(str, info['latent_shape']))} "
+                  f"({info['symbols_per_pixel']:.3f} symbols/pixel)")
+        for s in info["streams"]:
+            out.print(f"  stream {s['name']!r}: {s['channels']} channels, alphabet {s['alphabet']}")
+        return
+    if out_dir is None:
+        stamp = _dt.datetime.now().strftime("%Y%m%d-%H%M%S")
+        m = cfg["model"]
+        out_dir = Path("runs") / f"{m['encoder']['name']}-{m['rate']['name']}-{stamp}"
+    where = cfg["data"]["train"] or "built-in samples"
+    err.print(f"Training {cfg['model']['encoder']['name']} + {cfg['model']['rate']['name']} + "
+              f"{cfg['model']['coder']['name']} (preset {cfg['preset']}) on {where} → {out_dir}",
+              highlight=False)  # fmt: skip
+    _, result, ev = train_run(cfg, out_dir, registry, BarProgress())
+    m = ev.mean()
+    out.print(f"\nRun folder: {out_dir}", highlight=False)
+    out.print(f"  {result.steps} steps, {result.seconds:.0f} s; validation: real bpp "
+              f"{m.get('bpp', float('nan')):.4f} (estimated {m.get('est_bpp', float('nan')):.4f}), "
+              f"PSNR {m.get('psnr', float('nan')):.2f} dB, MS-SSIM {m.get('ms-ssim', float('nan')):.4f}",
+              highlight=False)  # fmt: skip
+    example = validation_images(cfg["data"]["val"])[0]
+    run = shlex.quote(str(out_dir))
+    out.print("\nCompress and restore an image with it:", highlight=False)
+    out.print(f"  codec compress {shlex.quote(str(example))} --model {run} -o {example.stem}.cdl",
+              highlight=False)
+    out.print(f"  codec decompress {example.stem}.cdl --model {run} -o {example.stem}-decoded.png",
+              highlight=False)
+    out.print(f"  codec eval --model {run} --data {shlex.quote(str(example.parent))}",
+              highlight=False)

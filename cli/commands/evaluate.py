@@ -1,0 +1,67 @@
+"""``codec eval``: real-file evaluation of a run on a folder of images."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.table import Table
+
+from cli._output import BarProgress, err, handle_errors, out
+from corelib.evaluation import evaluate
+from corelib.images import list_images
+from corelib.runs import write_json
+from registry.runs import load_run
+
+
+def _fmt(v: float, digits: int) -> str:
+    return "n/a" if isinstance(v, float) and math.isnan(v) else f"{v:.{digits}f}"
+
+
+@handle_errors
+def evaluate_cmd(
+    model: Annotated[Path, typer.Option("--model", "-m", help="Run folder from `codec build`.")],
+    data: Annotated[Path, typer.Option("--data", "-d", help="Folder of images.")],
+    json_out: Annotated[Path | None, typer.Option(
+        "--json", help="Write results in CompressAI's JSON schema here.")] = None,
+    keep: Annotated[Path | None, typer.Option(
+        help="Keep the compressed files in this folder.")] = None,
+) -> None:
+    """Compress and decompress every image with real files; print bpp, PSNR, MS-SSIM, SSIM, times.
+
+    bpp is the file size × 8 / pixels. "est. bpp" is the model's likelihood estimate.
+
+    Example:
+      codec eval --model runs/admm1 --data ../shared/data/kodak --json admm1.json
+    """
+    images = list_images(data)
+    codec = load_run(model)
+    if keep is not None:
+        keep.mkdir(parents=True, exist_ok=True)
+    result = evaluate(codec, images, BarProgress(), keep_dir=keep)
+    for notice in result.notices:
+        err.print(f"Notice: {notice}", highlight=False)
+    table = Table(title=f"{model} on {data} ({len(images)} images)")
+    for col in ("image", "size", "bytes", "bpp", "est. bpp", "PSNR", "MS-SSIM", "SSIM",
+                "kept", "enc s", "dec s"):  # fmt: skip
+        table.add_column(col, justify="left" if col == "image" else "right")
+
+    def add(r: dict, label: str, size: str, bytes_: str) -> None:
+        table.add_row(label, size, bytes_, _fmt(r["bpp"], 4), _fmt(r["est_bpp"], 4),
+                      _fmt(r["psnr"], 2), _fmt(r["ms-ssim"], 4), _fmt(r["ssim"], 4),
+                      _fmt(r.get("kept", float("nan")), 3), _fmt(r["enc_s"], 3),
+                      _fmt(r["dec_s"], 3))  # fmt: skip
+
+    for r in result.rows:
+        add(r, r["image"], f"{r['width']}x{r['height']}", f"{r['bytes']:,}")
+    table.add_section()
+    mean = result.mean()
+    add(mean, "mean", "", f"{mean['bytes']:,.0f}")
+    out.print(table)
+    if json_out is not None:
+        m = codec.config
+        name = f"{m['encoder']['name']}+{m['rate']['name']}+{m['coder']['name']}"
+        write_json(json_out, result.to_compressai(name, f"codec-lab {model}, real files"))
+        out.print(f"Results (CompressAI schema): {json_out}", highlight=False)
