@@ -28,7 +28,7 @@ def validation_images(folder: str | None) -> list[Path]:
 class CropSampler:
     """Batches of random ``crop``² patches with random horizontal and vertical flips.
 
-    Images smaller than the crop are reflect-padded. One epoch of the paper is one crop
+    Images smaller than the crop are edge-padded. One epoch of the paper is one crop
     per image; here ``batch(n)`` draws n crops from images in a shuffled cycle.
 
     Args:
@@ -55,7 +55,7 @@ class CropSampler:
         c = self.crop
         _, h, w = img.shape
         if h < c or w < c:
-            img = F.pad(img[None].float(), (0, max(0, c - w), 0, max(0, c - h)), mode="reflect")[0]
+            img = F.pad(img[None].float(), (0, max(0, c - w), 0, max(0, c - h)), mode="replicate")[0]
             _, h, w = img.shape
         top = int(torch.randint(0, h - c + 1, (1,), generator=self.gen))
         left = int(torch.randint(0, w - c + 1, (1,), generator=self.gen))

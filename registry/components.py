@@ -67,11 +67,11 @@ class Registry:
                 f"and by {source} ({cls.__module__})",
                 "uninstall one of the two plugins, or rename one component",
             )
-        summary = cls.summary or (cls.__doc__ or "").strip().splitlines()[0:1] or [""]
+        summary = cls.summary or next(iter((cls.__doc__ or "").strip().splitlines()), "")
         self._by_kind[kind][name] = ComponentInfo(
             kind=kind,
             name=name,
-            summary=cls.summary or summary[0],
+            summary=summary,
             version=cls.version,
             source=source,
             cls=cls,
