@@ -1,0 +1,100 @@
+"""Shared fixtures: a fresh registry, tiny codecs, tiny images, and trained tiny runs.
+
+Everything is sized for a 2-core CPU: the codec has ~1k parameters, images are a few dozen
+pixels, and training takes 3 steps. Trained runs are built once per session.
+"""
+
+from __future__ import annotations
+
+import copy
+import os
+from pathlib import Path
+from typing import Any
+
+import pytest
+import torch
+
+from corelib.codec import Codec
+from registry.components import Registry
+from registry.compose import assemble_config, build_codec
+from registry.runs import load_run, train_run
+from tests.helpers import TINY_MODEL, TINY_TRAIN, image_folder, write_image
+
+torch.set_num_threads(int(os.environ.get("OMP_NUM_THREADS", "1") or 1))
+
+PLUGIN_ENV = ("CODEC_PLUGINS", "CODEC_DISABLE_PLUGIN_AUTOLOAD", "CODEC_DEBUG")
+
+
+@pytest.fixture(autouse=True)
+def _clean_env(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Tests start without the user's plugin/debug environment."""
+    for key in PLUGIN_ENV:
+        monkeypatch.delenv(key, raising=False)
+
+
+@pytest.fixture
+def registry() -> Registry:
+    """A fresh registry (built-ins plus whatever entry points are installed)."""
+    return Registry()
+
+
+def tiny_config(registry: Registry, data: dict[str, str] | None = None, seed: int = 0,
+                **model_over: Any) -> dict[str, Any]:
+    """A resolved config of the tiny codec; ``model_over`` replaces whole component sections."""
+    model = copy.deepcopy(TINY_MODEL)
+    model.update(model_over)
+    return assemble_config(registry, config={"model": model}, train={**TINY_TRAIN, "seed": seed},
+                           data=data or {})  # fmt: skip
+
+
+@pytest.fixture
+def tiny_codec(registry: Registry) -> Codec:
+    """An untrained tiny codec in eval mode (the ADMM template is not projected: no mask)."""
+    torch.manual_seed(0)
+    return build_codec(tiny_config(registry)["model"], registry).eval()
+
+
+@pytest.fixture
+def image_file(tmp_path: Path):
+    """Factory: ``image_file(name, h, w, seed=0, mode="RGB")`` writes a tiny image."""
+
+    def make(name: str = "img.png", h: int = 48, w: int = 40, seed: int = 0, mode: str = "RGB") -> Path:
+        return write_image(tmp_path / name, h, w, seed, mode)
+
+    return make
+
+
+@pytest.fixture(scope="session")
+def data_dirs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    """Tiny training and validation folders (3 + 2 images)."""
+    root = tmp_path_factory.mktemp("data")
+    train = image_folder(root / "train", [(56, 64), (48, 48), (40, 72)], seed=10)
+    val = image_folder(root / "val", [(48, 40), (64, 64)], seed=20)
+    return {"train": train, "val": val}
+
+
+def _train(tmp_path_factory: pytest.TempPathFactory, data_dirs: dict[str, Path], seed: int,
+           name: str) -> Path:  # fmt: skip
+    reg = Registry()
+    cfg = tiny_config(reg, {"train": str(data_dirs["train"]), "val": str(data_dirs["val"])}, seed)
+    out = tmp_path_factory.mktemp("runs") / name
+    train_run(cfg, out, reg)
+    return out
+
+
+@pytest.fixture(scope="session")
+def trained_run(tmp_path_factory: pytest.TempPathFactory, data_dirs: dict[str, Path]) -> Path:
+    """A run folder of the tiny codec trained for 3 steps (ADMM template projected)."""
+    return _train(tmp_path_factory, data_dirs, seed=0, name="tiny")
+
+
+@pytest.fixture(scope="session")
+def other_run(tmp_path_factory: pytest.TempPathFactory, data_dirs: dict[str, Path]) -> Path:
+    """Another run of the same composition with a different seed: different weights."""
+    return _train(tmp_path_factory, data_dirs, seed=1, name="tiny-other")
+
+
+@pytest.fixture
+def trained_codec(trained_run: Path) -> Codec:
+    """The trained tiny codec, freshly loaded (tests may modify it)."""
+    return load_run(trained_run)

@@ -1,0 +1,77 @@
+"""Small shared helpers: tiny model settings and synthetic images."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from PIL import Image
+
+TINY_MODEL: dict[str, Any] = {
+    "encoder": {"name": "cae", "channels": 8, "blocks": 0, "latent_channels": 4},
+    "quantizer": {"name": "stochastic", "bound": 7},
+    "rate": {"name": "admm", "cell": 32},
+    "coder": {"name": "histogram"},
+    "decoder": {"name": "cae", "channels": 8, "blocks": 0},
+}
+"""A codec small enough for a 2-core CPU: ~1k parameters, 4 latent channels, 15 symbols."""
+
+TINY_TRAIN: dict[str, Any] = {"steps": 3, "batch_size": 2, "crop": 48, "device": "cpu"}
+
+TINY_SETS: list[str] = [
+    "--set", "model.encoder.channels=8",
+    "--set", "model.encoder.blocks=0",
+    "--set", "model.encoder.latent_channels=4",
+    "--set", "model.decoder.channels=8",
+    "--set", "model.decoder.blocks=0",
+    "--set", "model.quantizer.bound=7",
+    "--set", "model.rate.cell=32",
+    "--set", "train.batch_size=2",
+    "--set", "train.crop=48",
+    "--set", "train.device=cpu",
+]  # fmt: skip
+"""The same tiny model as ``--set`` flags for ``codec build``."""
+
+
+def image_array(h: int, w: int, seed: int = 0, channels: int = 3) -> np.ndarray:
+    """A smooth-ish uint8 image (gradients + a little noise), like a photo more than noise."""
+    rng = np.random.default_rng(seed)
+    yy, xx = np.mgrid[0:h, 0:w].astype(np.float64)
+    base = []
+    for _ in range(channels):
+        fx, fy, ph = rng.uniform(0.02, 0.2, 2).tolist() + [rng.uniform(0, 6.28)]
+        base.append(127 + 90 * np.sin(fx * xx + fy * yy + ph))
+    arr = np.stack(base, -1) + rng.normal(0, 12, (h, w, channels))
+    arr = np.clip(arr.round(), 0, 255).astype(np.uint8)
+    return arr[..., 0] if channels == 1 else arr
+
+
+def image_tensor(h: int, w: int, seed: int = 0) -> torch.Tensor:
+    """(1, 3, h, w) float in [0, 1] on the 8-bit grid."""
+    return torch.from_numpy(image_array(h, w, seed)).permute(2, 0, 1)[None].float() / 255.0
+
+
+def write_image(path: Path, h: int = 48, w: int = 40, seed: int = 0, mode: str = "RGB") -> Path:
+    """Write a synthetic image file; ``mode`` RGB, RGBA, L or P."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if mode == "RGBA":
+        arr = image_array(h, w, seed, channels=4)
+        arr[..., 3] = np.where(arr[..., 3] > 127, 255, 0)
+        im = Image.fromarray(arr, "RGBA")
+    elif mode == "L":
+        im = Image.fromarray(image_array(h, w, seed, channels=1), "L")
+    elif mode == "P":
+        im = Image.fromarray(image_array(h, w, seed)).convert("P")
+    else:
+        im = Image.fromarray(image_array(h, w, seed))
+    im.save(path)
+    return path
+
+
+def image_folder(folder: Path, sizes: list[tuple[int, int]], seed: int = 0) -> Path:
+    """A folder of PNG images of the given (h, w) sizes."""
+    for i, (h, w) in enumerate(sizes):
+        write_image(folder / f"img{i}.png", h, w, seed=seed + i)
+    return folder
