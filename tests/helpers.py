@@ -75,3 +75,66 @@ def image_folder(folder: Path, sizes: list[tuple[int, int]], seed: int = 0) -> P
     for i, (h, w) in enumerate(sizes):
         write_image(folder / f"img{i}.png", h, w, seed=seed + i)
     return folder
+
+
+FAKE_QUANTIZER_MODULE = '''
+"""A third-party plugin module, as a separate distribution would ship it."""
+import torch
+
+from corelib.contracts import Quantizer
+from registry import hookimpl
+
+
+class FakeQuantizer(Quantizer):
+    """Ternary rounding with a straight-through gradient."""
+
+    name = "{name}"
+    summary = "fake third-party ternary quantizer"
+    version = "1.2.3"
+    alphabet_size = 3
+
+    def forward(self, y):
+        return y.clamp(-1, 1).round().detach() + (y - y.detach())
+
+    def to_symbols(self, y_tilde):
+        return torch.round(y_tilde.detach()).clamp(-1, 1).to(torch.int64) + 1
+
+    def from_symbols(self, symbols):
+        return (symbols - 1).to(torch.float32)
+
+
+@hookimpl
+def codec_register_quantizers():
+    return [FakeQuantizer]
+'''
+
+DUPLICATE_RATE_MODULE = '''
+from plugins.admm import ADMMRate
+from registry import hookimpl
+
+
+class OtherADMM(ADMMRate):
+    name = "admm"
+
+
+@hookimpl
+def codec_register_rates():
+    return [OtherADMM]
+'''
+
+
+def write_module(folder: Path, module: str, source: str) -> Path:
+    """Write ``module.py`` into ``folder``."""
+    path = folder / f"{module}.py"
+    path.write_text(source)
+    return path
+
+
+def write_dist(folder: Path, dist: str, version: str, entry_points: dict[str, str]) -> Path:
+    """Write an installed distribution's ``.dist-info`` with ``codec.plugins`` entry points."""
+    info = folder / f"{dist.replace('-', '_')}-{version}.dist-info"
+    info.mkdir()
+    (info / "METADATA").write_text(f"Metadata-Version: 2.1\nName: {dist}\nVersion: {version}\n")
+    lines = "".join(f"{k} = {v}\n" for k, v in entry_points.items())
+    (info / "entry_points.txt").write_text(f"[codec.plugins]\n{lines}")
+    return info

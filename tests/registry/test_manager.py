@@ -1,0 +1,166 @@
+"""Plugin discovery: built-ins, the codec.plugins entry-point group, CODEC_PLUGINS."""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import torch
+
+from corelib.errors import DuplicateComponentError, PluginLoadError
+from registry.components import Registry
+from registry.compose import assemble_config, build_codec
+from registry.manager import BUILTIN_PLUGINS, make_plugin_manager
+from tests.contract import checks
+from tests.helpers import (
+    DUPLICATE_RATE_MODULE,
+    FAKE_QUANTIZER_MODULE,
+    TINY_MODEL,
+    image_tensor,
+    write_dist,
+    write_module,
+)
+
+FAKE_MODULES = ("fake_codec_plugin", "fake_env_plugin", "fake_dup_plugin", "fake_broken_plugin",
+                "fake_typo_plugin")  # fmt: skip
+
+
+@pytest.fixture
+def site(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
+    """A folder on sys.path standing in for site-packages; fake modules are forgotten after."""
+    folder = tmp_path / "site"
+    folder.mkdir()
+    monkeypatch.syspath_prepend(str(folder))
+    yield folder
+    for name in FAKE_MODULES:
+        sys.modules.pop(name, None)
+
+
+def _install_fake(site: Path) -> None:
+    write_module(site, "fake_codec_plugin", FAKE_QUANTIZER_MODULE.replace("{name}", "fake-ternary"))
+    write_dist(site, "fake-codec-plugin", "1.2.3", {"fake": "fake_codec_plugin"})
+
+
+def test_builtins_are_registered_by_module_name() -> None:
+    pm = make_plugin_manager(entry_points=False, extra=())
+    assert [pm.get_name(p) for p in pm.get_plugins()] != []
+    for module in BUILTIN_PLUGINS:
+        assert pm.get_plugin(module) is not None
+    assert {i.source for i in Registry(pm).infos()} == {"built-in"}
+
+
+def test_entry_point_plugin_is_discovered(site: Path) -> None:
+    _install_fake(site)
+    pm = make_plugin_manager()
+    assert pm.get_plugin("fake") is not None
+    info = Registry(pm).get("quantizer", "fake-ternary")
+    assert info.source == "fake-codec-plugin==1.2.3"
+    assert info.version == "1.2.3" and info.summary == "fake third-party ternary quantizer"
+    assert info.cls.__module__ == "fake_codec_plugin"
+    assert "fake-ternary" in Registry().names("quantizer")
+
+
+def test_entry_point_plugin_keeps_the_contract_and_composes(site: Path) -> None:
+    _install_fake(site)
+    registry = Registry()
+    checks.check_quantizer(checks.construct(registry.get("quantizer", "fake-ternary")))
+    model = {**TINY_MODEL, "quantizer": {"name": "fake-ternary"}}
+    cfg = assemble_config(registry, config={"model": model})
+    torch.manual_seed(0)
+    codec = build_codec(cfg["model"], registry).eval()
+    assert codec.specs[0].alphabet == 3
+    x = image_tensor(32, 40)
+    with torch.no_grad():
+        ref = codec(x)["x_hat"].clamp(0, 1)
+    assert torch.equal(codec.decompress(**codec.compress(x))["x_hat"], ref)
+
+
+@pytest.mark.parametrize("value", ["1", "true"])
+def test_disable_autoload_skips_entry_points(site: Path, monkeypatch: pytest.MonkeyPatch, value: str) -> None:
+    _install_fake(site)
+    monkeypatch.setenv("CODEC_DISABLE_PLUGIN_AUTOLOAD", value)
+    assert "fake-ternary" not in Registry().names("quantizer")
+    assert "fake_codec_plugin" not in sys.modules
+    assert "fake-ternary" in Registry(make_plugin_manager(entry_points=True)).names("quantizer")
+
+
+def test_entry_points_false_skips_them(site: Path) -> None:
+    _install_fake(site)
+    assert "fake-ternary" not in Registry(make_plugin_manager(entry_points=False)).names("quantizer")
+
+
+def test_codec_plugins_env_loads_modules(site: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    write_module(site, "fake_env_plugin", FAKE_QUANTIZER_MODULE.replace("{name}", "env-ternary"))
+    monkeypatch.setenv("CODEC_PLUGINS", " fake_env_plugin , ")
+    info = Registry().get("quantizer", "env-ternary")
+    assert info.source == "CODEC_PLUGINS"
+
+
+def test_codec_plugins_works_with_autoload_disabled(site: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    write_module(site, "fake_env_plugin", FAKE_QUANTIZER_MODULE.replace("{name}", "env-ternary"))
+    monkeypatch.setenv("CODEC_PLUGINS", "fake_env_plugin")
+    monkeypatch.setenv("CODEC_DISABLE_PLUGIN_AUTOLOAD", "1")
+    assert "env-ternary" in Registry().names("quantizer")
+
+
+def test_module_named_twice_is_registered_once(site: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    _install_fake(site)
+    monkeypatch.setenv("CODEC_PLUGINS", "fake_codec_plugin,plugins.admm")
+    registry = Registry()
+    assert registry.names("quantizer").count("fake-ternary") == 1
+    assert registry.get("rate", "admm").source == "built-in"
+
+
+def test_duplicate_name_names_both_plugins(site: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    write_module(site, "fake_dup_plugin", DUPLICATE_RATE_MODULE)
+    monkeypatch.setenv("CODEC_PLUGINS", "fake_dup_plugin")
+    with pytest.raises(DuplicateComponentError) as e:
+        Registry()
+    msg = str(e.value)
+    assert "rate 'admm' is registered twice" in msg
+    assert "built-in (plugins.admm)" in msg and "CODEC_PLUGINS (fake_dup_plugin)" in msg
+
+
+def test_duplicate_from_a_distribution_names_it(site: Path) -> None:
+    write_module(site, "fake_dup_plugin", DUPLICATE_RATE_MODULE)
+    write_dist(site, "fake-dup", "0.9", {"dup": "fake_dup_plugin"})
+    with pytest.raises(DuplicateComponentError, match=r"fake-dup==0\.9 \(fake_dup_plugin\)"):
+        Registry()
+
+
+def test_broken_module_in_codec_plugins(site: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    write_module(site, "fake_broken_plugin", "import torch\nraise ImportError('needs libfoo')\n")
+    monkeypatch.setenv("CODEC_PLUGINS", "fake_broken_plugin")
+    with pytest.raises(PluginLoadError) as e:
+        make_plugin_manager()
+    assert 'error importing plugin "fake_broken_plugin" (CODEC_PLUGINS)' in str(e.value)
+    assert "ImportError: needs libfoo" in str(e.value)
+    assert "CODEC_DISABLE_PLUGIN_AUTOLOAD" in e.value.hint
+
+
+def test_missing_module_in_codec_plugins(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("CODEC_PLUGINS", "no_such_codec_plugin_module")
+    with pytest.raises(PluginLoadError, match="ModuleNotFoundError"):
+        make_plugin_manager()
+
+
+def test_broken_entry_point(site: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    write_module(site, "fake_broken_plugin", "x = 1 / 0\n")
+    write_dist(site, "fake-broken", "2.0", {"broken": "fake_broken_plugin"})
+    match = r'entry point "broken" from fake-broken==2\.0.*ZeroDivisionError'
+    with pytest.raises(PluginLoadError, match=match):
+        make_plugin_manager()
+    monkeypatch.setenv("CODEC_DISABLE_PLUGIN_AUTOLOAD", "1")
+    make_plugin_manager()
+
+
+@pytest.mark.xfail(strict=True, reason="BUG: registry/manager.py make_plugin_manager lets pluggy's "
+                   "PluginValidationError (a misspelled codec_* hook) escape instead of PluginLoadError")
+def test_misspelled_hook_is_a_plugin_load_error(site: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    write_module(site, "fake_typo_plugin",
+                 "from registry import hookimpl\n\n@hookimpl\ndef codec_register_rate():\n    return []\n")
+    monkeypatch.setenv("CODEC_PLUGINS", "fake_typo_plugin")
+    with pytest.raises(PluginLoadError, match="fake_typo_plugin"):
+        make_plugin_manager()
