@@ -5,8 +5,10 @@ generalisation of Toderici's stochastic binarization — with a straight-through
 Evaluation: deterministic rounding, so reconstructions and file sizes are reproducible
 (the authors' code rounds stochastically at test time too; we do not, per A8).
 
-The latent is clamped to ``[-bound, bound]`` first, so the alphabet is finite:
-``K = 2·bound + 1`` symbols, symbol = value + bound.
+The latent is divided by the quantization ``step`` and clamped to ``[-bound, bound]``, so the
+alphabet is finite: ``K = 2·bound + 1`` symbols, symbol = round(y / step) + bound, decoder
+value = (symbol − bound)·step. A step below 1 gives the decoder finer values without the
+encoder having to learn a large latent scale through its last BatchNorm.
 """
 
 from __future__ import annotations
@@ -24,22 +26,25 @@ class StochasticQuantizer(Quantizer):
     """Stochastic rounding (train) / rounding (eval) to integers in ``[-bound, bound]``.
 
     Args:
-        bound: largest magnitude kept; the alphabet has ``2·bound + 1`` symbols.
+        bound: largest magnitude kept, in steps; the alphabet has ``2·bound + 1`` symbols.
+        step: quantization step (the decoder value of one symbol unit).
     """
 
     name = "stochastic"
     summary = "stochastic rounding in training (straight-through), rounding at test"
     version = "0.1"
 
-    def __init__(self, bound: int = 15) -> None:
+    def __init__(self, bound: int = 15, step: float = 1.0) -> None:
         super().__init__()
         if not 1 <= bound <= 32767:
             raise ConfigError(f"stochastic: bound must be in [1, 32767], got {bound}")
-        self.bound = bound
+        if not step > 0:
+            raise ConfigError(f"stochastic: step must be > 0, got {step}")
+        self.bound, self.step = bound, step
         self.alphabet_size = 2 * bound + 1
 
     def forward(self, y: torch.Tensor) -> torch.Tensor:
-        y = y.clamp(-self.bound, self.bound)
+        y = (y / self.step).clamp(-self.bound, self.bound)
         with torch.no_grad():
             if self.training:
                 floor = torch.floor(y)
@@ -49,13 +54,14 @@ class StochasticQuantizer(Quantizer):
                 target = torch.round(y)
         # Straight-through: the value is exactly ``target`` (y - y is exactly 0), the
         # gradient is the identity.
-        return target + (y - y.detach())
+        return (target + (y - y.detach())) * self.step
 
     def to_symbols(self, y_tilde: torch.Tensor) -> torch.Tensor:
-        return torch.round(y_tilde.detach()).to(torch.int64).clamp(-self.bound, self.bound) + self.bound
+        units = torch.round(y_tilde.detach() / self.step).to(torch.int64)
+        return units.clamp(-self.bound, self.bound) + self.bound
 
     def from_symbols(self, symbols: torch.Tensor) -> torch.Tensor:
-        return (symbols - self.bound).to(torch.float32)
+        return (symbols - self.bound).to(torch.float32) * self.step
 
 
 @hookimpl
