@@ -14,7 +14,7 @@ import torch.nn.functional as F
 from compressai.models import CompressionModel
 
 from corelib.contracts import Decoder, Encoder, EntropyCoder, Quantizer, Rate
-from corelib.errors import BitstreamError
+from corelib.errors import BitstreamError, CodecError
 from corelib.streams import Stream, StreamSpec
 
 __all__ = ["Codec", "symbols_crc"]
@@ -159,11 +159,23 @@ class Codec(CompressionModel):
         finally:
             self.train(was)
 
+    def padded_size(self, h: int, w: int) -> tuple[int, int]:
+        """The size an (h, w) image is coded at: a multiple of :attr:`downsampling_factor`,
+        at least the encoder's ``min_input_size``."""
+        f, m = self.downsampling_factor, self.encoder.min_input_size
+        return tuple(max(s + (-s) % f, m + (-m) % f) for s in (h, w))  # type: ignore[return-value]
+
+    def latent_size(self, h: int, w: int) -> tuple[int, int]:
+        """The latent (H/f, W/f) of an (h, w) image."""
+        f = self.encoder.downsampling_factor
+        ph, pw = self.padded_size(h, w)
+        return ph // f, pw // f
+
     def pad(self, x: torch.Tensor) -> torch.Tensor:
-        """Pad (replicate, right/bottom) to a multiple of :attr:`downsampling_factor`."""
-        f = self.downsampling_factor
+        """Pad (replicate, right/bottom) to :meth:`padded_size`."""
         h, w = x.shape[-2:]
-        ph, pw = (-h) % f, (-w) % f
+        th, tw = self.padded_size(h, w)
+        ph, pw = th - h, tw - w
         if ph or pw:
             x = F.pad(x, (0, pw, 0, ph), mode="replicate")
         return x
@@ -223,13 +235,29 @@ class Codec(CompressionModel):
                 "decode the file with the model that made it",
             )
         hw = (int(shape[0]), int(shape[1]))
+        if image_size is not None:
+            ih, iw = (int(v) for v in image_size)
+            if ih < 1 or iw < 1 or self.latent_size(ih, iw) != hw:
+                raise BitstreamError(
+                    f"image size {ih}x{iw} does not match the latent size {hw[0]}x{hw[1]}",
+                    "the file is damaged or was made by a different model",
+                )
         outs = []
         with self._inference():
             for i in range(len(strings[0])):
                 decoded: dict[str, torch.Tensor] = {}
                 for k, spec in enumerate(self.specs):
                     mask = self.rate.decode_mask(spec, decoded, hw)
-                    sym = self.coder.decode(strings[k][i], spec, (spec.channels, *hw), mask)
+                    try:
+                        sym = self.coder.decode(strings[k][i], spec, (spec.channels, *hw), mask)
+                    except CodecError:
+                        raise
+                    except Exception as e:  # a third-party coder choking on damaged bytes
+                        raise BitstreamError(
+                            f"stream {spec.name!r} cannot be decoded by coder "
+                            f"{type(self.coder).name!r}: {type(e).__name__}: {e}",
+                            "the file is damaged or was coded by a different model",
+                        ) from e
                     if crc is not None and symbols_crc(sym, mask) != crc[k][i]:
                         raise BitstreamError(
                             f"stream {spec.name!r} decoded to different symbols than were "

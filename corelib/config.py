@@ -96,6 +96,10 @@ class TrainConfig:
             raise ConfigError(f"train.lr must be > 0, got {self.lr}")
         if self.crop % 8:
             raise ConfigError(f"train.crop must be a multiple of 8, got {self.crop}")
+        # MS-SSIM's five scales need a side > 2 * 16 even with the smallest (3-px) window.
+        if self.loss in ("mix", "ms-ssim") and self.crop <= 32:
+            raise ConfigError(f"train.crop={self.crop} is too small for the {self.loss} loss (MS-SSIM)",
+                              "use train.crop >= 40, or train.loss=mse")
 
 
 @dataclass
@@ -121,7 +125,12 @@ def load_yaml(path: str | Path) -> dict[str, Any]:
     try:
         data = yaml.safe_load(text)
     except yaml.YAMLError as e:
-        raise ConfigError(f"config {p} is not valid YAML: {e}") from e
+        # PyYAML's message spans lines (with a caret diagram); keep the problem and its position.
+        mark = getattr(e, "problem_mark", None)
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
+        problem = getattr(e, "problem", None) or str(e).splitlines()[0]
+        raise ConfigError(f"config {p} is not valid YAML{where}: {problem}",
+                          "fix the YAML syntax (indentation, colons, quotes)") from e
     if data is None:
         return {}
     if not isinstance(data, dict):

@@ -27,6 +27,16 @@ __all__ = [
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp", ".ppm")
 
 
+def _gray_to_8bit(a: np.ndarray) -> np.ndarray:
+    """16-bit (or int/float) gray to 8 bits by scaling; Pillow's convert() would clip at 255."""
+    peak = float(a.max(initial=0))
+    if a.dtype.kind == "f" and peak <= 1.0:
+        top = 1.0
+    else:
+        top = 255.0 if peak <= 255 else 65535.0  # an "I" image may hold 8-bit values
+    return np.clip(np.round(a.astype(np.float64) / top * 255), 0, 255).astype(np.uint8)
+
+
 def load_image(path: str | Path) -> tuple[torch.Tensor, str | None]:
     """Read an image as a (1, 3, H, W) float tensor in [0, 1].
 
@@ -44,7 +54,9 @@ def load_image(path: str | Path) -> tuple[torch.Tensor, str | None]:
             notice = None
             if im.mode != "RGB":
                 notice = f"{p.name}: converted {im.mode} to RGB"
-                if im.mode in ("RGBA", "LA", "PA") or "transparency" in im.info:
+                if im.mode.startswith("I") or im.mode == "F":
+                    im = Image.fromarray(_gray_to_8bit(np.asarray(im)), "L").convert("RGB")
+                elif im.mode in ("RGBA", "LA", "PA") or "transparency" in im.info:
                     notice += " (transparency dropped onto white)"
                     rgba = im.convert("RGBA")
                     bg = Image.new("RGBA", rgba.size, (255, 255, 255, 255))

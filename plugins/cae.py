@@ -89,6 +89,7 @@ class CAEEncoder(Encoder):
     summary = "CAE-ADMM residual conv encoder (BN + PReLU, 1/8 resolution latent)"
     version = "0.1"
     downsampling_factor = 8
+    min_input_size = 16  # the last ConvDown's ReflectionPad2d(2) needs a 4-px feature map
 
     def __init__(self, channels: int = 128, blocks: int = 15, latent_channels: int = 16) -> None:
         super().__init__()

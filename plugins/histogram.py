@@ -156,12 +156,16 @@ class HistogramCoder(EntropyCoder):
         words = np.frombuffer(data, dtype="<u4").astype(np.uint32)
         if words.size == 0:
             raise BitstreamError(f"stream {spec.name!r} is empty but symbols were expected")
-        coder = constriction.stream.stack.AnsCoder(words)
-        models = self._models(spec.name)
-        for c in range(shape[0]):
-            n = int(full[c].sum())
-            if n:
-                out[c][full[c]] = torch.from_numpy(coder.decode(models[c], n).astype(np.int64))
+        try:
+            coder = constriction.stream.stack.AnsCoder(words)
+            models = self._models(spec.name)
+            for c in range(shape[0]):
+                n = int(full[c].sum())
+                if n:
+                    out[c][full[c]] = torch.from_numpy(coder.decode(models[c], n).astype(np.int64))
+        except ValueError as e:  # constriction refuses malformed data (e.g. a trailing zero word)
+            raise BitstreamError(f"stream {spec.name!r} is not a valid ANS stream: {e}",
+                                 "the file is damaged") from e
         return out
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import fnmatch
+import re
 
 import pluggy
 
@@ -25,6 +26,9 @@ HOOKS: dict[str, str] = {
     "coder": "codec_register_coders",
 }
 """The registration hook of each kind."""
+
+
+_KEBAB = re.compile(r"[a-z0-9]+(-[a-z0-9]+)*")
 
 
 def normalize(name: str) -> str:
@@ -55,10 +59,11 @@ class Registry:
                 f"plugin {plugin!r} registered {cls!r} as a {kind}, but it does not subclass "
                 f"corelib.contracts.{base.__name__}"
             )
-        name = normalize(cls.name or "")
-        if not name or name != cls.name:
+        name = cls.name if isinstance(cls.name, str) else ""
+        if not _KEBAB.fullmatch(name):
             raise PluginLoadError(
-                f"plugin {plugin!r}: {kind} {cls.__name__} needs a lowercase kebab-case `name`"
+                f"plugin {plugin!r}: {kind} {cls.__name__} needs a lowercase kebab-case `name` "
+                f"(letters, digits and single hyphens, e.g. 'inclined-tcae'), got {cls.name!r}"
             )
         if name in self._by_kind[kind]:
             other = self._by_kind[kind][name]

@@ -103,6 +103,9 @@ def assemble_config(
     if not isinstance(file_model, Mapping):
         raise ConfigError("model: expected a mapping of component sections")
     set_model = sets.get("model") or {}
+    if not isinstance(set_model, Mapping):
+        raise ConfigError(f"--set model={set_model!r}: model is a section, not a value",
+                          "set one key, e.g. --set model.rate.keep=0.2")
     preset_name = preset or sets.get("preset") or config.get("preset") or "quick"
     recipe = load_preset(preset_name)
 
@@ -112,6 +115,9 @@ def assemble_config(
         or _section(file_model, "rate").get("name")
         or DEFAULT_RATE
     )
+    if not isinstance(rate_name, str):
+        raise ConfigError(f"model.rate.name: expected a component name, got {rate_name!r}",
+                          f"valid: {', '.join(registry.names('rate'))}")
     defaults = registry.get("rate", rate_name).cls.default_components
     model: dict[str, Any] = {}
     for kind in KINDS:
@@ -129,7 +135,14 @@ def assemble_config(
                 f"no {kind} chosen and rate {rate_name!r} names no default",
                 f"pass --{kind} NAME; valid: {', '.join(registry.names(kind))}",
             )
+        if not isinstance(name, str):
+            raise ConfigError(f"model.{kind}.name: expected a component name, got {name!r}",
+                              f"valid: {', '.join(registry.names(kind))}")
         section: dict[str, Any] = dict((recipe.get("components") or {}).get(normalize(name), {}))
+        if kind == "decoder" and normalize(name) == normalize(model["encoder"]["name"]):
+            # A same-named decoder inherits the encoder's architecture (resolve_model); preset keys
+            # here would shadow the encoder's later-layer overrides (--set model.encoder.channels).
+            section = {k: v for k, v in section.items() if k not in model["encoder"]}
         if normalize(file_sec.get("name", name)) == normalize(name):
             section.update({k: v for k, v in file_sec.items() if k != "name"})
         section.update({k: v for k, v in set_sec.items() if k != "name"})

@@ -9,7 +9,7 @@ from types import ModuleType
 
 import pluggy
 
-from corelib.errors import PluginLoadError
+from corelib.errors import PluginLoadError, did_you_mean
 from registry import hookspecs
 
 __all__ = ["BUILTIN_PLUGINS", "ENTRY_POINT_GROUP", "make_plugin_manager", "plugin_source"]
@@ -48,7 +48,18 @@ def _register(pm: pluggy.PluginManager, plugin: object, name: str, source: str) 
     if pm.get_plugin(name) is not None or pm.is_registered(plugin):
         return  # the same module named twice (e.g. entry point and CODEC_PLUGINS)
     _SOURCES[id(plugin)] = source
-    pm.register(plugin, name=name)
+    hooks = sorted(n for n in dir(hookspecs) if n.startswith("codec_"))
+    try:
+        pm.register(plugin, name=name)
+        pm.check_pending()  # per plugin, so that a misspelled hook names its plugin
+    except pluggy.PluginValidationError as e:
+        typo = next((h for h in _hook_names(plugin) if h not in hooks), "")
+        hint = did_you_mean(typo, hooks) if typo else f"valid hooks: {', '.join(hooks)}"
+        raise PluginLoadError(f'plugin "{name}" ({source}) is not valid: {e}', hint) from e
+
+
+def _hook_names(plugin: object) -> list[str]:
+    return [n for n in dir(plugin) if n.startswith("codec_") and callable(getattr(plugin, n, None))]
 
 
 def make_plugin_manager(

@@ -112,8 +112,9 @@ def train_run(
 ) -> tuple[Codec, TrainResult, EvalResult]:
     """Build the codec ``config`` describes, train it, and write the run folder ``out``."""
     registry = registry or Registry()
-    codec = build_codec(config["model"], registry)
     train_cfg = TrainConfig(**config["train"])
+    torch.manual_seed(train_cfg.seed)  # the initial weights are part of what the seed reproduces
+    codec = build_codec(config["model"], registry)
     data = config["data"]
     train_paths = training_images(data["train"])
     val_paths = validation_images(data["val"])

@@ -10,6 +10,7 @@ import typer
 from rich.table import Table
 
 from cli._output import BarProgress, err, handle_errors, out
+from corelib.errors import OutputError
 from corelib.evaluation import evaluate
 from corelib.images import list_images
 from corelib.runs import write_json
@@ -39,7 +40,11 @@ def evaluate_cmd(
     images = list_images(data)
     codec = load_run(model)
     if keep is not None:
-        keep.mkdir(parents=True, exist_ok=True)
+        try:
+            keep.mkdir(parents=True, exist_ok=True)
+        except OSError as e:
+            raise OutputError(f"cannot create --keep folder {keep}: {e.strerror}",
+                              "give a folder path you can write to") from e
     result = evaluate(codec, images, BarProgress(), keep_dir=keep)
     for notice in result.notices:
         err.print(f"Notice: {notice}", highlight=False)

@@ -19,11 +19,14 @@ class Encoder(Component):
         latent_channels: channels C of ``y``.
         downsampling_factor: ``y`` is (C, H/f, W/f) for an (3, H, W) input; inputs are
             padded to a multiple of ``f`` before coding.
+        min_input_size: smallest side the network accepts (e.g. reflection padding needs
+            feature maps wider than the pad); smaller images are padded up to it.
     """
 
     kind: ClassVar[str] = "encoder"
     latent_channels: int
     downsampling_factor: int
+    min_input_size: ClassVar[int] = 1
 
     @abc.abstractmethod
     def forward(self, x: torch.Tensor) -> dict[str, torch.Tensor]:

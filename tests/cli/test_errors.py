@@ -79,8 +79,6 @@ def test_invalid_yaml(tmp_path: Path) -> None:
     assert _files(tmp_path) == {"c.yaml"}
 
 
-@pytest.mark.xfail(strict=True, reason="BUG: corelib/config.py load_yaml puts str(yaml.YAMLError) in "
-                   "the message, which spans several lines (the error is not one line)")
 def test_invalid_yaml_is_a_one_line_error(tmp_path: Path) -> None:
     assert_clean_failure(_invalid_yaml(tmp_path), contains="not valid YAML")
 
@@ -96,14 +94,10 @@ def test_yaml_config_that_is_a_list(tmp_path: Path) -> None:
                          contains="top level must be a mapping")  # fmt: skip
 
 
-@pytest.mark.xfail(strict=True, reason="BUG: registry/compose.py assemble_config: --set model=5 ends in "
-                   "an internal AttributeError instead of a config error")
 def test_set_model_to_a_scalar() -> None:
     assert_clean_failure(invoke("build", "--dry-run", "--set", "model=5"), code=2)
 
 
-@pytest.mark.xfail(strict=True, reason="BUG: train.crop=32 passes TrainConfig.check, then MS-SSIM in the "
-                   "mix loss asserts (internal error) at the first training step")
 def test_crop_too_small_for_the_loss(tmp_path: Path, data_dirs) -> None:
     result = invoke("build", "--steps", "2", "--out", tmp_path / "run", "--data", data_dirs["train"],
                     "--val", data_dirs["val"], *TINY_SETS, "--set", "train.crop=32")  # fmt: skip
@@ -257,8 +251,6 @@ def test_eval_json_into_a_missing_folder(cli_run: Path, data_dirs, tmp_path: Pat
     assert _files(tmp_path) == set()
 
 
-@pytest.mark.xfail(strict=True, reason="BUG: cli/commands/evaluate.py line 42 calls keep.mkdir() "
-                   "unguarded; a --keep path inside a file is an internal NotADirectoryError")
 def test_eval_keep_inside_a_file(cli_run: Path, data_dirs, tmp_path: Path) -> None:
     (tmp_path / "f").write_text("x")
     result = invoke("eval", "-m", cli_run, "-d", data_dirs["val"], "--keep", tmp_path / "f" / "k")

@@ -57,8 +57,6 @@ def test_any_image_size_round_trips_at_its_size(trained_codec: Codec, hw: tuple[
     assert torch.equal(out, ref)
 
 
-@pytest.mark.xfail(strict=True, reason="BUG: a side of 8 px or less pads to one 8-px cell, and the "
-                   "cae encoder's ReflectionPad2d(2) fails on its 2x2 feature map (RuntimeError)")
 @pytest.mark.parametrize("hw", [(8, 64), (1, 1)])
 def test_tiny_images_round_trip(trained_codec: Codec, hw: tuple[int, int]) -> None:
     x = image_tensor(*hw, seed=6)

@@ -131,8 +131,6 @@ def test_data_paths_must_be_strings() -> None:
         validate_sections({"data": {"val": 3}})
 
 
-@pytest.mark.xfail(strict=True, reason="BUG: TrainConfig.check accepts train.crop <= 32, but the "
-                   "mix/ms-ssim losses assert crop > 32 (pytorch_msssim) and training crashes")
 def test_crop_too_small_for_ms_ssim_is_refused_up_front() -> None:
     with pytest.raises(ConfigError, match="crop"):
         validate_sections({"train": {"crop": 32, "loss": "mix"}})

@@ -64,22 +64,18 @@ def test_damaged_stream_with_a_valid_checksum_is_detected(trained_codec: Codec) 
     """A payload changed behind the container's back still fails, by the symbol CRC."""
     header, streams = unpack(encode_image(trained_codec, image_tensor(64, 64, seed=3)))
     bad = bytearray(streams[0])
-    for i in range(len(bad) // 4, len(bad) - 4):  # keep the last word (see the xfail below)
+    for i in range(len(bad) // 4, len(bad) - 4):  # keep the last word (tested below)
         bad[i] ^= 0xA5
     with pytest.raises(BitstreamError):
         decode_bytes(trained_codec, pack(header, [bytes(bad)]))
 
 
-@pytest.mark.xfail(strict=True, reason="BUG: plugins/histogram.py decode() lets constriction's "
-                   "ValueError ('ANS compressed data never ends in a zero word') escape")
 def test_stream_ending_in_a_zero_word_is_a_bitstream_error(trained_codec: Codec) -> None:
     header, streams = unpack(encode_image(trained_codec, image_tensor(64, 64, seed=3)))
     with pytest.raises(BitstreamError):
         decode_bytes(trained_codec, pack(header, [streams[0][:-4] + b"\0\0\0\0"]))
 
 
-@pytest.mark.xfail(strict=True, reason="BUG: corelib/files.py decode_bytes does not check the "
-                   "header's image size against its latent size before decoding")
 @pytest.mark.parametrize("image_size", [(0, 0), (1000, 1000)])
 def test_header_image_size_must_match_the_latent(trained_codec: Codec, image_size) -> None:
     header, streams = unpack(encode_image(trained_codec, image_tensor(64, 64, seed=3)))

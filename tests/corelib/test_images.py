@@ -52,8 +52,6 @@ def test_grayscale_is_replicated_to_three_channels(tmp_path: Path) -> None:
     assert np.array_equal(to_uint8(x)[..., 0], np.asarray(Image.open(p)))
 
 
-@pytest.mark.xfail(strict=True, reason="BUG: corelib/images.py load_image converts 16-bit "
-                   "grayscale (mode I;16) with im.convert('RGB'), which clips instead of scaling")
 def test_16_bit_grayscale_keeps_its_brightness(tmp_path: Path) -> None:
     ramp = np.linspace(0, 65535, 32 * 32).reshape(32, 32).astype(np.uint16)
     Image.fromarray(ramp).save(tmp_path / "g16.png")

@@ -156,8 +156,6 @@ def test_broken_entry_point(site: Path, monkeypatch: pytest.MonkeyPatch) -> None
     make_plugin_manager()
 
 
-@pytest.mark.xfail(strict=True, reason="BUG: registry/manager.py make_plugin_manager lets pluggy's "
-                   "PluginValidationError (a misspelled codec_* hook) escape instead of PluginLoadError")
 def test_misspelled_hook_is_a_plugin_load_error(site: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     write_module(site, "fake_typo_plugin",
                  "from registry import hookimpl\n\n@hookimpl\ndef codec_register_rate():\n    return []\n")

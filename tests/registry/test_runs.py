@@ -68,8 +68,6 @@ def test_load_run_is_in_eval_mode(trained_run: Path) -> None:
     assert not codec.training and bool(codec.rate.projected)
 
 
-@pytest.mark.xfail(strict=True, reason="BUG: registry/runs.py train_run builds the codec (random "
-                   "weight init) before Trainer.run seeds torch, so train.seed does not reproduce a run")
 def test_same_config_same_seed_same_weights(trained_run: Path, tmp_path: Path) -> None:
     cfg = yaml.safe_load((trained_run / "config.yaml").read_text())
     first, _, _ = train_run(cfg, tmp_path / "first")
