@@ -138,7 +138,11 @@ def assemble_config(
         if not isinstance(name, str):
             raise ConfigError(f"model.{kind}.name: expected a component name, got {name!r}",
                               f"valid: {', '.join(registry.names(kind))}")
-        section: dict[str, Any] = dict((recipe.get("components") or {}).get(normalize(name), {}))
+        # A preset's params are keyed by component name; each kind takes the keys it accepts
+        # (`cae: {output_bn: false}` is a decoder key; the cae encoder has no such parameter).
+        accepted = schema_of(registry.get(kind, name).cls)
+        preset_params = (recipe.get("components") or {}).get(normalize(name), {})
+        section: dict[str, Any] = {k: v for k, v in preset_params.items() if k in accepted}
         if kind == "decoder" and normalize(name) == normalize(model["encoder"]["name"]):
             # A same-named decoder inherits the encoder's architecture (resolve_model); preset keys
             # here would shadow the encoder's later-layer overrides (--set model.encoder.channels).

@@ -39,3 +39,13 @@ def test_bad_params(kw: dict, match: str) -> None:
     for cls in (CAEEncoder, CAEDecoder):
         with pytest.raises(ConfigError, match=match):
             cls(**kw)
+
+
+def test_output_bn_switch() -> None:
+    with_bn, without = CAEDecoder(8, 0, 4), CAEDecoder(8, 0, 4, output_bn=False)
+    assert isinstance(with_bn.net[-1][-1], torch.nn.BatchNorm2d)
+    last = without.net[-1]
+    assert isinstance(last, torch.nn.Conv2d) and last.bias is not None and last.out_channels == 3
+    without.train()
+    x_hat = without(torch.zeros(2, 4, 3, 3) + torch.randn(2, 4, 1, 1))
+    assert x_hat.shape == (2, 3, 24, 24) and 0 <= float(x_hat.min()) <= float(x_hat.max()) <= 1

@@ -211,3 +211,23 @@ def test_rate_without_defaults_needs_every_component(extended: Registry) -> None
     cfg = assemble_config(extended, rate="bare", config={"model": {k: v for k, v in TINY_MODEL.items()
                                                                    if k != "rate"}})  # fmt: skip
     assert cfg["model"]["rate"]["name"] == "bare"
+
+
+@pytest.mark.parametrize("preset", ["quick", "cpu", "paper"])
+def test_every_preset_param_is_accepted_by_a_component_of_that_name(registry: Registry, preset: str) -> None:
+    """Presets apply each key to the kinds that accept it, so a typo there would be silently dropped."""
+    from corelib.config import load_preset
+    from corelib.params import schema_of
+
+    for name, params in (load_preset(preset).get("components") or {}).items():
+        accepted: set[str] = set()
+        for kind in ("encoder", "decoder", "quantizer", "rate", "coder"):
+            if name in registry.names(kind):
+                accepted |= set(schema_of(registry.get(kind, name).cls))
+        assert accepted, f"preset {preset}: no component named {name!r}"
+        assert set(params) <= accepted, f"preset {preset}: {name} has unknown keys {set(params) - accepted}"
+
+
+def test_a_decoder_only_preset_key_reaches_only_the_decoder(registry: Registry) -> None:
+    cfg = assemble_config(registry, preset="cpu")
+    assert cfg["model"]["decoder"]["output_bn"] is False and "output_bn" not in cfg["model"]["encoder"]
