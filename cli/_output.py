@@ -15,7 +15,9 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 
 from corelib.errors import CodecError
 
-out = Console(soft_wrap=True)
+# Piped or captured output has no terminal width; a wide one keeps result tables whole
+# (rich would otherwise squeeze them into 80 columns and cut the numbers).
+out = Console(soft_wrap=True, width=None if sys.stdout.isatty() else int(os.environ.get("COLUMNS", 200)))
 """Results (stdout)."""
 err = Console(stderr=True, soft_wrap=True)
 """Progress, notices and errors (stderr)."""

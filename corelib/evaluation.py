@@ -13,6 +13,7 @@ from typing import Any
 import torch
 
 from corelib.codec import Codec
+from corelib.container import unpack
 from corelib.files import decode_bytes, encode_image
 from corelib.images import atomic_output, load_image
 from corelib.metrics import bpp_from_likelihoods, quality
@@ -29,7 +30,9 @@ class EvalResult:
 
     Each row: ``image``, ``height``, ``width``, ``bytes``, ``bpp`` (file bytes × 8 /
     pixels), ``psnr``, ``ms-ssim``, ``ssim``, ``enc_s``, ``dec_s``, ``est_bpp`` (the
-    likelihood estimate of ``forward`` — an estimate, not a file) and rate-plugin facts.
+    likelihood estimate of ``forward`` — an estimate, not a file), ``bpp_<stream>`` (each
+    stream's payload bits / pixels; the file adds a small header) and rate-plugin facts
+    (e.g. ``kept``, the fraction of code positions sent).
     """
 
     rows: list[dict[str, Any]] = field(default_factory=list)
@@ -102,12 +105,16 @@ def evaluate(
             h, w = x.shape[-2:]
             with torch.no_grad():
                 fwd = codec(codec.pad(x))
+            _, payloads = unpack(data)
             row: dict[str, Any] = {
                 "image": path.name,
                 "height": h,
                 "width": w,
                 "bytes": file.stat().st_size,
                 "bpp": file.stat().st_size * 8 / (h * w),
+                # Bits of each stream (side streams vs code); the rest is the header.
+                **{f"bpp_{spec.name}": len(b) * 8 / (h * w) for spec, b in zip(codec.specs, payloads,
+                                                                              strict=True)},
                 **quality(x, x_hat),
                 "enc_s": enc_s,
                 "dec_s": dec_s,

@@ -46,6 +46,7 @@ __all__ = [
     "check_rate",
     "check_state_dict_round_trip",
     "construct",
+    "features_for",
 ]
 
 KEBAB = re.compile(r"^[a-z0-9]+(-[a-z0-9]+)*$")
@@ -162,11 +163,19 @@ def check_quantizer(q: Quantizer) -> None:
 
 
 # ---------------------------------------------------------------------------- rate
+def features_for(y: torch.Tensor, seed: int = 0) -> dict[str, torch.Tensor]:
+    """Encoder features for a latent ``y``: ``"y"`` and an ``"importance"`` map in (0, 1)
+    covering every level (rates that need no map ignore it)."""
+    gen = torch.Generator().manual_seed(seed)
+    b, _, h, w = y.shape
+    return {"y": y, "importance": torch.rand(b, 1, h, w, generator=gen).clamp(1e-3, 1 - 1e-3)}
+
+
 def _check_rate_round(rate: Rate, q: Quantizer, specs: Sequence[StreamSpec], y: torch.Tensor) -> RateOutput:
     rate.eval()
     q.eval()
     with torch.no_grad():
-        out = rate(q(y), {"y": y}, q)
+        out = rate(q(y), features_for(y), q)
     assert isinstance(out, RateOutput)
     assert out.y_hat.shape == y.shape
     assert out.rate_loss.dim() == 0, "rate_loss must be a scalar tensor"
@@ -208,7 +217,7 @@ def check_rate(rate: Rate, q: Quantizer, latent_channels: int = 4, factor: int =
         for _ in range(2):
             ctx.step += 1
             yb = torch.randn(2, latent_channels, 6, 6, generator=gen) * 3
-            out = rate(q(yb), {"y": yb}, q)
+            out = rate(q(yb), features_for(yb, ctx.step), q)
             rate.on_batch_end(ctx, out)
         rate.on_epoch_end(ctx)
     rate.on_train_end(ctx)

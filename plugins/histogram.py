@@ -153,9 +153,8 @@ class HistogramCoder(EntropyCoder):
         out = torch.zeros(shape, dtype=torch.int64)
         if not bool(full.any()):
             return out
+        # Zero words is valid: very likely symbols (e.g. an all-zero map) can take no bits.
         words = np.frombuffer(data, dtype="<u4").astype(np.uint32)
-        if words.size == 0:
-            raise BitstreamError(f"stream {spec.name!r} is empty but symbols were expected")
         try:
             coder = constriction.stream.stack.AnsCoder(words)
             models = self._models(spec.name)

@@ -34,8 +34,8 @@ def _section(model: Mapping[str, Any], kind: str) -> dict[str, Any]:
 def resolve_model(model: Mapping[str, Any], registry: Registry) -> dict[str, dict[str, Any]]:
     """Validate a ``model`` section and complete every component's params with defaults.
 
-    The decoder inherits the encoder's architecture keys when both have the same name, and
-    always gets the encoder's ``latent_channels``.
+    The decoder inherits the encoder's architecture keys when both have the same name; the
+    decoder and the quantizer always get the encoder's ``latent_channels`` when they take one.
     """
     for key in model:
         if key not in KINDS:
@@ -49,13 +49,15 @@ def resolve_model(model: Mapping[str, Any], registry: Registry) -> dict[str, dic
         if not isinstance(name, str):
             raise ConfigError(f"model.{kind}.name: expected a string, got {name!r}")
         info = registry.get(kind, name)
-        if kind == "decoder":
-            accepted = schema_of(info.cls)
-            if info.name == out["encoder"]["name"]:
-                inherited = {k: v for k, v in out["encoder"].items() if k in accepted and k != "name"}
-                section = {**inherited, **section}
-            if "latent_channels" in accepted and "latent_channels" in out["encoder"]:
-                section["latent_channels"] = out["encoder"]["latent_channels"]
+        accepted = schema_of(info.cls)
+        if kind == "decoder" and info.name == out["encoder"]["name"]:
+            inherited = {k: v for k, v in out["encoder"].items() if k in accepted and k != "name"}
+            section = {**inherited, **section}
+        if kind in ("decoder", "quantizer") and "latent_channels" in accepted:
+            # Per-channel parts (a decoder, a per-channel quantizer) follow the encoder.
+            section["latent_channels"] = out["encoder"].get("latent_channels", section.get("latent_channels"))
+            if section["latent_channels"] is None:
+                del section["latent_channels"]
         params = validate_params(info.cls, section, f"model.{kind}")
         out[kind] = {"name": info.name, **params}
     _check_requires(out, registry)
@@ -153,7 +155,12 @@ def assemble_config(
         model[kind] = {"name": name, **section}
 
     merged: dict[str, Any] = {
-        "train": deep_merge(recipe.get("train") or {}, config.get("train") or {}),
+        # A preset may tune its recipe per rate strategy (`rates: {importance: {train: …}}`).
+        "train": deep_merge(
+            deep_merge(recipe.get("train") or {},
+                       ((recipe.get("rates") or {}).get(normalize(rate_name)) or {}).get("train") or {}),
+            config.get("train") or {},
+        ),
         "data": dict(config.get("data") or {}),
     }
     merged = deep_merge(merged, {"train": dict(train or {}), "data": dict(data or {})})

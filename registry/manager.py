@@ -17,8 +17,11 @@ __all__ = ["BUILTIN_PLUGINS", "ENTRY_POINT_GROUP", "make_plugin_manager", "plugi
 BUILTIN_PLUGINS: tuple[str, ...] = (
     "plugins.cae",
     "plugins.stochastic",
+    "plugins.multilevel",
     "plugins.admm",
     "plugins.histogram",
+    "plugins.importance",
+    "plugins.content_weighted",
 )
 """Modules of the built-in plugins, registered exactly as a third-party module would be."""
 

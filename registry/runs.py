@@ -93,14 +93,20 @@ def _report(config: dict[str, Any], codec: Codec, result: TrainResult, ev: EvalR
         lines += [f"Last epoch: loss {last.get('loss', 0):.2f}, estimated bpp "
                   f"{last.get('est_bpp', 0):.3f}, PSNR {last.get('psnr', 0):.2f} dB.", ""]
     if ev.rows:
-        lines += ["Validation (real files; bpp = bytes × 8 / pixels):", "",
-                  "| image | bpp | est. bpp | PSNR | MS-SSIM |", "|---|---|---|---|---|"]
+        streams = [s.name for s in codec.specs]
+        head = ["image", "bpp", *(f"{s} bpp" for s in streams), "est. bpp", "PSNR", "MS-SSIM", "kept"]
+        lines += ["Validation (real files; bpp = bytes × 8 / pixels; stream columns are each "
+                  "stream's payload, the rest of a file is its header):", "",
+                  "| " + " | ".join(head) + " |", "|" + "---|" * len(head)]  # fmt: skip
+
+        def cells(r: dict[str, Any]) -> str:
+            vals = [r["bpp"], *(r.get(f"bpp_{s}", float("nan")) for s in streams), r["est_bpp"]]
+            return (" | ".join(f"{v:.4f}" for v in vals) + f" | {r['psnr']:.2f} | "
+                    f"{r.get('ms-ssim', float('nan')):.4f} | {r.get('kept', float('nan')):.3f}")
+
         for r in ev.rows:
-            lines.append(f"| {r['image']} | {r['bpp']:.4f} | {r['est_bpp']:.4f} | "
-                         f"{r['psnr']:.2f} | {r['ms-ssim']:.4f} |")
-        m = ev.mean()
-        lines.append(f"| **mean** | {m['bpp']:.4f} | {m['est_bpp']:.4f} | {m['psnr']:.2f} | "
-                     f"{m.get('ms-ssim', float('nan')):.4f} |")
+            lines.append(f"| {r['image']} | {cells(r)} |")
+        lines.append(f"| **mean** | {cells(ev.mean())} |")
     return "\n".join(lines) + "\n"
 
 

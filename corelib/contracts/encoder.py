@@ -21,12 +21,15 @@ class Encoder(Component):
             padded to a multiple of ``f`` before coding.
         min_input_size: smallest side the network accepts (e.g. reflection padding needs
             feature maps wider than the pad); smaller images are padded up to it.
+        features: the keys :meth:`forward` returns, ``"y"`` first; rate plugins that need
+            an extra feature (``"importance"``) check for it when the codec is composed.
     """
 
     kind: ClassVar[str] = "encoder"
     latent_channels: int
     downsampling_factor: int
     min_input_size: ClassVar[int] = 1
+    features: ClassVar[tuple[str, ...]] = ("y",)
 
     @abc.abstractmethod
     def forward(self, x: torch.Tensor) -> dict[str, torch.Tensor]:

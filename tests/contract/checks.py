@@ -11,8 +11,12 @@ from corelib.testing import construct
 SMALL_PARAMS: dict[tuple[str, str], dict[str, Any]] = {
     ("encoder", "cae"): {"channels": 8, "blocks": 0, "latent_channels": 4},
     ("decoder", "cae"): {"channels": 8, "blocks": 0, "latent_channels": 4},
+    ("encoder", "content-weighted"): {"width": 0.0625, "latent_channels": 4},
+    ("decoder", "content-weighted"): {"width": 0.0625, "latent_channels": 4},
     ("quantizer", "stochastic"): {"bound": 7},
+    ("quantizer", "multilevel"): {"latent_channels": 4},
     ("rate", "admm"): {"cell": 32},
+    ("rate", "importance"): {"levels": 4},
 }
 """Small constructor params for known components; unknown ones are built with defaults."""
 

@@ -48,4 +48,5 @@ def test_output_bn_switch() -> None:
     assert isinstance(last, torch.nn.Conv2d) and last.bias is not None and last.out_channels == 3
     without.train()
     x_hat = without(torch.zeros(2, 4, 3, 3) + torch.randn(2, 4, 1, 1))
+    x_hat = x_hat.detach()
     assert x_hat.shape == (2, 3, 24, 24) and 0 <= float(x_hat.min()) <= float(x_hat.max()) <= 1

@@ -231,3 +231,15 @@ def test_every_preset_param_is_accepted_by_a_component_of_that_name(registry: Re
 def test_a_decoder_only_preset_key_reaches_only_the_decoder(registry: Registry) -> None:
     cfg = assemble_config(registry, preset="cpu")
     assert cfg["model"]["decoder"]["output_bn"] is False and "output_bn" not in cfg["model"]["encoder"]
+
+
+def test_a_preset_can_tune_its_recipe_per_rate(registry: Registry) -> None:
+    assert assemble_config(registry, preset="paper", rate="importance")["train"]["lr"] == 1e-4
+    assert assemble_config(registry, preset="paper", rate="admm")["train"]["lr"] == 0.004
+    cfg = assemble_config(registry, preset="paper", rate="importance", sets={"train": {"lr": 0.01}})
+    assert cfg["train"]["lr"] == 0.01  # --set still wins
+
+
+def test_the_quantizer_follows_the_encoders_latent_channels(registry: Registry) -> None:
+    cfg = assemble_config(registry, rate="importance", sets={"model": {"encoder": {"latent_channels": 64}}})
+    assert cfg["model"]["quantizer"]["latent_channels"] == 64 == cfg["model"]["decoder"]["latent_channels"]
