@@ -169,7 +169,10 @@ def test_presets_load_and_validate(name: str) -> None:
     preset = load_preset(name)
     train, _ = validate_sections({"train": preset["train"]})
     assert train.epochs >= 1
-    assert set(preset) <= {"train", "components"}
+    assert set(preset) <= {"train", "components", "rates"}
+    for rate, section in (preset.get("rates") or {}).items():
+        assert set(section) <= {"train"}, rate
+        validate_sections({"train": {**preset["train"], **section["train"]}})
 
 
 def test_unknown_preset_suggests() -> None:
