@@ -34,11 +34,18 @@ class Quantizer(Component):
 
     @abc.abstractmethod
     def to_symbols(self, y_tilde: torch.Tensor) -> torch.Tensor:
-        """Symbols (int64) of already-quantized values (the output of :meth:`forward`)."""
+        """Symbols (int64) of already-quantized values (the output of :meth:`forward`).
+
+        Inputs are (B, C, H, W) from the codec or one image's (C, h, w) from a rate plugin:
+        the channel axis is dim −3 (per-channel quantizers index their levels by it).
+        """
 
     @abc.abstractmethod
     def from_symbols(self, symbols: torch.Tensor) -> torch.Tensor:
-        """Decoder values (float) of symbols; the exact inverse of :meth:`to_symbols`."""
+        """Decoder values (float) of symbols; the exact inverse of :meth:`to_symbols`.
+
+        Same shapes as :meth:`to_symbols` (channel axis dim −3).
+        """
 
     def quantize(self, y: torch.Tensor) -> torch.Tensor:
         """Hard symbols of a continuous latent (deterministic, used for coding)."""
