@@ -17,7 +17,7 @@ from tests.helpers import image_tensor
 
 
 def _rate(**kw) -> ADMMRate:
-    rate = ADMMRate(**{"cell": 32, **kw})
+    rate = ADMMRate(**{"cell": 32, "grid": "periodic", **kw})  # template-position semantics
     rate.stream_specs(4, 15, 8)  # template (4, 4, 4)
     return rate
 
