@@ -58,6 +58,8 @@ def main() -> None:
     ap.add_argument("--images", type=int, default=None, help="first N Kodak images (default all)")
     ap.add_argument("--codecs", default="jpeg,webp,jpeg2000,avif", help="classical baselines")
     ap.add_argument("--out", type=Path, default=Path("bench/out"), help="folder for PNG/JSON/MD")
+    ap.add_argument("--reuse-curves", action="store_true",
+                    help="reuse the classical sweeps already in --out (they depend only on the images)")
     args = ap.parse_args()
     codecs = [c.strip() for c in args.codecs.split(",") if c.strip()]
     for c in codecs:
@@ -87,9 +89,15 @@ def main() -> None:
         md_parts.append(print_table(f"Kodak ({len(images)} images), matched bpp — {machine()}",
                                     ["codec", "bpp", "PSNR dB", "MS-SSIM", "SSIM", "est. bpp"], rows))
 
-    curves = {c: _curve(c, images) for c in codecs}
-    for c, res in curves.items():
-        _write_json(args.out / f"{c}.json", c, f"Pillow {CLASSIC[c][0]} quality sweep on Kodak", res)
+    curves = {}
+    for c in codecs:
+        cached = args.out / f"{c}.json"
+        desc = f"Pillow {CLASSIC[c][0]} quality sweep on Kodak ({len(images)} images)"
+        if args.reuse_curves and cached.is_file() and json.loads(cached.read_text())["description"] == desc:
+            curves[c] = json.loads(cached.read_text())["results"]  # same images: same numbers
+        else:
+            curves[c] = _curve(c, images)
+            _write_json(cached, c, desc, curves[c])
     crow = []
     for c, res in curves.items():
         for i, b in enumerate(res["bpp"]):
