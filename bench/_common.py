@@ -93,32 +93,35 @@ def classic_point(path: Path, codec: str, setting: float) -> ClassicPoint:
                         q["ssim"], enc_s, dec_s)  # fmt: skip
 
 
+def _size(im: Image.Image, codec: str, setting: float) -> int:
+    return len(_save(im, codec, setting))
+
+
 def classic_at_bpp(path: Path, codec: str, target_bpp: float) -> ClassicPoint:
     """The setting of ``codec`` whose file is closest to ``target_bpp`` without exceeding it
-    when possible (bisection over quality; over the ratio for JPEG 2000)."""
-    h, w = Image.open(path).size[::-1]
+    when possible (bisection over quality, or over the ratio for JPEG 2000, on file sizes
+    alone; quality is measured once, on the chosen file)."""
+    im = Image.open(path).convert("RGB")
+    budget = target_bpp * im.size[0] * im.size[1] / 8  # bytes
     if codec == "jpeg2000":
-        lo, hi = 1.0, 2000.0  # ratio: larger is smaller
-        best = classic_point(path, codec, max(24 / max(target_bpp, 1e-3), 1.0))
-        for _ in range(12):
+        lo, hi = 1.0, 2000.0  # compression ratio: larger is smaller
+        best = hi
+        for _ in range(14):
             mid = (lo * hi) ** 0.5
-            p = classic_point(path, codec, mid)
-            if p.bpp > target_bpp:
+            if _size(im, codec, mid) > budget:
                 lo = mid
             else:
-                hi, best = mid, p
-        return best
+                hi = best = mid
+        return classic_point(path, codec, best)
     _, qlo, qhi = CLASSIC[codec]
-    lo, hi = qlo, qhi
-    best = classic_point(path, codec, lo)
+    lo, hi, best = qlo, qhi, qlo
     while lo <= hi:
         mid = (lo + hi) // 2
-        p = classic_point(path, codec, mid)
-        if p.bpp <= target_bpp:
-            best, lo = p, mid + 1
+        if _size(im, codec, mid) <= budget:
+            best, lo = mid, mid + 1
         else:
             hi = mid - 1
-    return best
+    return classic_point(path, codec, best)
 
 
 def mean(values: Sequence[float]) -> float:
