@@ -21,6 +21,7 @@ import torch
 
 from corelib.contracts import (
     KINDS,
+    NAME_PATTERN,
     Component,
     ComponentInfo,
     Decoder,
@@ -36,7 +37,6 @@ from corelib.streams import Stream, StreamSpec
 
 __all__ = [
     "CODER_SPECS",
-    "KEBAB",
     "VERSION",
     "check_coder",
     "check_decoder",
@@ -49,7 +49,6 @@ __all__ = [
     "features_for",
 ]
 
-KEBAB = re.compile(r"^[a-z0-9]+(-[a-z0-9]+)*$")
 VERSION = re.compile(r"^\d+(\.\d+)*$")
 
 
@@ -62,7 +61,7 @@ def construct(info: ComponentInfo, params: dict[str, Any] | None = None) -> Comp
 # ---------------------------------------------------------------------------- every kind
 def check_info(info: ComponentInfo) -> None:
     """Registry metadata: kebab-case name, one-line summary, dotted version, its contract."""
-    assert KEBAB.match(info.name), f"name {info.name!r} is not lowercase kebab-case"
+    assert NAME_PATTERN.fullmatch(info.name), f"name {info.name!r} is not lowercase kebab-case"
     assert info.cls.name == info.name, "registered name differs from the class attribute"
     assert info.summary.strip(), f"{info.kind} {info.name} has no summary"
     assert "\n" not in info.summary, "summary must be one line"

@@ -80,9 +80,13 @@ class ADMMRate(Rate):
             raise ConfigError(f"admm: finetune must be in [0, 1), got {finetune}")
         self.rho, self.keep, self.every, self.finetune = rho, keep, every, finetune
         self.cell, self.grid = cell, grid
-        self.tile_size = cell if grid == "tile" else None
         self._acc: torch.Tensor | None = None
         self._count = 0
+
+    @property
+    def tile_size(self) -> int | None:  # type: ignore[override]
+        """The ``tile`` grid codes ``cell``-pixel tiles; the others the whole image."""
+        return self.cell if self.grid == "tile" else None
 
     def stream_specs(
         self, latent_channels: int, alphabet: int | None, downsampling_factor: int

@@ -49,13 +49,12 @@ def importance_mask(q: torch.Tensor, channels: int, levels: int) -> torch.Tensor
 
 
 class _MaskedCode(torch.autograd.Function):
-    """``code · m(p)`` with a surrogate gradient from the hard mask back to ``p``."""
+    """``code · m`` (``m`` the hard mask of ``p``) with a surrogate gradient back to ``p``."""
 
     @staticmethod
-    def forward(ctx: Any, y: torch.Tensor, p: torch.Tensor, levels: int, rule: str,  # type: ignore[override]
-                over: torch.Tensor) -> torch.Tensor:  # fmt: skip
-        n = y.shape[1]
-        m = importance_mask(quantize_map(p, levels), n, levels).to(y.dtype)
+    def forward(ctx: Any, y: torch.Tensor, p: torch.Tensor, mask: torch.Tensor,  # type: ignore[override]
+                levels: int, rule: str, over: torch.Tensor) -> torch.Tensor:  # fmt: skip
+        m = mask.to(y.dtype)
         ctx.save_for_backward(y, p, m, over)
         ctx.levels, ctx.rule = levels, rule
         return y * m
@@ -74,7 +73,7 @@ class _MaskedCode(torch.autograd.Function):
         else:  # v1: push p down when over budget, up by the benefit of the masked channels
             masked = 1 - m
             dp = over * masked.sum(1, keepdim=True) / n - (g.abs() * masked).sum(1, keepdim=True)
-        return g * m, dp, None, None, None
+        return g * m, dp, None, None, None, None
 
 
 class ImportanceRate(Rate):
@@ -122,7 +121,6 @@ class ImportanceRate(Rate):
         self.stage1, self.stage2_lr, self.mask_grad = stage1, stage2_lr, mask_grad
         # 0: stage 1 (no mask in training), 1: masked stage; saved so a checkpoint resumes right.
         self.register_buffer("stage", torch.zeros((), dtype=torch.int64))
-        self.channels = 0
 
     def check_composition(self, parts: Mapping[str, Component]) -> str | None:
         enc = parts["encoder"]
@@ -143,7 +141,6 @@ class ImportanceRate(Rate):
                 f"importance: levels={self.levels} does not divide the {latent_channels} code channels",
                 f"valid levels for {latent_channels} channels: {', '.join(map(str, valid))}",
             )
-        self.channels = latent_channels
         return [StreamSpec("map", 1, self.levels, side=True), StreamSpec("y", latent_channels, alphabet)]
 
     # ------------------------------------------------------------------ data path
@@ -161,8 +158,8 @@ class ImportanceRate(Rate):
         per_image = p.flatten(1).mean(1)
         over = (per_image > self.threshold).to(p.dtype).view(-1, 1, 1, 1) * self.gamma
         if self._masking():
-            y_hat = _MaskedCode.apply(y_tilde, p, self.levels, self.mask_grad, over)
             mask = importance_mask(q, y_tilde.shape[1], self.levels)
+            y_hat = _MaskedCode.apply(y_tilde, p, mask, self.levels, self.mask_grad, over)
             hinge = self.gamma * (per_image - self.threshold).clamp_min(0).mean()
             # v1 carries the rate push in its own gradient; the hinge is then reported only.
             rate_loss = hinge if self.mask_grad == "boxcar" else hinge.detach()

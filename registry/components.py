@@ -3,11 +3,10 @@
 from __future__ import annotations
 
 import fnmatch
-import re
 
 import pluggy
 
-from corelib.contracts import KINDS, Component, ComponentInfo
+from corelib.contracts import KINDS, NAME_PATTERN, Component, ComponentInfo
 from corelib.errors import (
     DuplicateComponentError,
     PluginLoadError,
@@ -26,9 +25,6 @@ HOOKS: dict[str, str] = {
     "coder": "codec_register_coders",
 }
 """The registration hook of each kind."""
-
-
-_KEBAB = re.compile(r"[a-z0-9]+(-[a-z0-9]+)*")
 
 
 def normalize(name: str) -> str:
@@ -60,7 +56,7 @@ class Registry:
                 f"corelib.contracts.{base.__name__}"
             )
         name = cls.name if isinstance(cls.name, str) else ""
-        if not _KEBAB.fullmatch(name):
+        if not NAME_PATTERN.fullmatch(name):
             raise PluginLoadError(
                 f"plugin {plugin!r}: {kind} {cls.__name__} needs a lowercase kebab-case `name` "
                 f"(letters, digits and single hyphens, e.g. 'inclined-tcae'), got {cls.name!r}"

@@ -53,11 +53,10 @@ def resolve_model(model: Mapping[str, Any], registry: Registry) -> dict[str, dic
         if kind == "decoder" and info.name == out["encoder"]["name"]:
             inherited = {k: v for k, v in out["encoder"].items() if k in accepted and k != "name"}
             section = {**inherited, **section}
-        if kind in ("decoder", "quantizer") and "latent_channels" in accepted:
+        follows = kind in ("decoder", "quantizer") and "latent_channels" in accepted
+        if follows and "latent_channels" in out["encoder"]:
             # Per-channel parts (a decoder, a per-channel quantizer) follow the encoder.
-            section["latent_channels"] = out["encoder"].get("latent_channels", section.get("latent_channels"))
-            if section["latent_channels"] is None:
-                del section["latent_channels"]
+            section["latent_channels"] = out["encoder"]["latent_channels"]
         params = validate_params(info.cls, section, f"model.{kind}")
         out[kind] = {"name": info.name, **params}
     _check_requires(out, registry)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -138,3 +140,45 @@ def write_dist(folder: Path, dist: str, version: str, entry_points: dict[str, st
     lines = "".join(f"{k} = {v}\n" for k, v in entry_points.items())
     (info / "entry_points.txt").write_text(f"[codec.plugins]\n{lines}")
     return info
+
+
+DECODE_SCRIPT = """
+import sys
+import numpy as np
+import torch
+torch.set_num_threads(int(sys.argv[1]))
+from corelib.files import decode_bytes
+from corelib.images import save_image, to_uint8
+from registry.runs import load_run
+codec = load_run(sys.argv[2])
+x = decode_bytes(codec, open(sys.argv[3], "rb").read())
+np.save(sys.argv[4], x.numpy())
+save_image(x, sys.argv[5])
+print(torch.get_num_threads())
+"""
+
+
+def decode_in_fresh_process(
+    run: Path, data: bytes, tmp: Path, threads: int = 2
+) -> tuple[torch.Tensor, subprocess.CompletedProcess[str]]:
+    """Decode ``data`` here with one torch thread and in a new Python process with ``threads``.
+
+    Returns this process's image; the other's is in ``tmp/there.npy`` and ``tmp/there.png``.
+    """
+    from corelib.files import decode_bytes
+    from registry.runs import load_run
+
+    (tmp / "img.cdl").write_bytes(data)
+    before = torch.get_num_threads()
+    try:
+        torch.set_num_threads(1)
+        here = decode_bytes(load_run(run), data)
+    finally:
+        torch.set_num_threads(before)
+    proc = subprocess.run(
+        [sys.executable, "-c", DECODE_SCRIPT, str(threads), str(run), str(tmp / "img.cdl"),
+         str(tmp / "there.npy"), str(tmp / "there.png")],
+        capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    return here, proc

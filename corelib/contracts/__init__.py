@@ -1,6 +1,6 @@
 """One abstract contract per plugin kind. Subclass these to write a component."""
 
-from corelib.contracts.base import Component, ComponentInfo
+from corelib.contracts.base import NAME_PATTERN, Component, ComponentInfo
 from corelib.contracts.coder import EntropyCoder
 from corelib.contracts.decoder import Decoder
 from corelib.contracts.encoder import Encoder
@@ -18,6 +18,7 @@ KINDS: dict[str, type[Component]] = {
 
 __all__ = [
     "KINDS",
+    "NAME_PATTERN",
     "Component",
     "ComponentInfo",
     "Decoder",

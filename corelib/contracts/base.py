@@ -3,13 +3,17 @@
 from __future__ import annotations
 
 import abc
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
 from torch import nn
 
-__all__ = ["Component", "ComponentInfo"]
+__all__ = ["NAME_PATTERN", "Component", "ComponentInfo"]
+
+NAME_PATTERN = re.compile(r"[a-z0-9]+(-[a-z0-9]+)*")
+"""A component ``name``: lowercase kebab-case (letters, digits, single hyphens); use fullmatch."""
 
 
 @dataclass(frozen=True)

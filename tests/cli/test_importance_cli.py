@@ -6,9 +6,13 @@ import csv
 import re
 from pathlib import Path
 
+import numpy as np
 import pytest
 
+from corelib.files import encode_image
+from registry.runs import load_run
 from tests.cli.conftest import invoke
+from tests.helpers import decode_in_fresh_process, image_tensor
 
 IMPORTANCE_SETS = [
     "--set", "model.encoder.width=0.0625",
@@ -68,30 +72,6 @@ def test_out_of_range_settings_are_refused_at_build(sets: list[str], match: str)
 
 def test_a_file_decodes_identically_in_a_fresh_process(importance_run: Path, tmp_path: Path) -> None:
     """The map → mask → code chain gives the same pixels in another process and thread count."""
-    import subprocess
-    import sys
-
-    import numpy as np
-    import torch
-
-    from corelib.files import decode_bytes, encode_image
-    from registry.runs import load_run
-    from tests.corelib.test_files import DECODE_SCRIPT
-    from tests.helpers import image_tensor
-
-    codec = load_run(importance_run)
-    data = encode_image(codec, image_tensor(72, 88, seed=11))
-    (tmp_path / "img.cdl").write_bytes(data)
-    threads = torch.get_num_threads()
-    try:
-        torch.set_num_threads(1)
-        here = decode_bytes(codec, data)
-    finally:
-        torch.set_num_threads(threads)
-    proc = subprocess.run(
-        [sys.executable, "-c", DECODE_SCRIPT, "2", str(importance_run), str(tmp_path / "img.cdl"),
-         str(tmp_path / "there.npy"), str(tmp_path / "there.png")],
-        capture_output=True, text=True, timeout=300,
-    )  # fmt: skip
-    assert proc.returncode == 0, proc.stderr[-2000:]
+    data = encode_image(load_run(importance_run), image_tensor(72, 88, seed=11))
+    here, _ = decode_in_fresh_process(importance_run, data, tmp_path, threads=2)
     assert np.array_equal(np.load(tmp_path / "there.npy"), here.numpy())

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -17,7 +15,7 @@ from corelib.errors import BitstreamError
 from corelib.files import component_tags, decode_bytes, encode_image, read_compressed
 from corelib.images import save_image, to_uint8
 from registry.runs import load_run
-from tests.helpers import image_tensor
+from tests.helpers import decode_in_fresh_process, image_tensor
 
 
 def test_encode_decode_round_trip(trained_codec: Codec) -> None:
@@ -93,40 +91,11 @@ def test_read_compressed(tmp_path: Path) -> None:
     assert read_compressed(tmp_path / "a.cdl") == b"abc"
 
 
-DECODE_SCRIPT = """
-import sys
-import numpy as np
-import torch
-torch.set_num_threads(int(sys.argv[1]))
-from corelib.files import decode_bytes
-from corelib.images import save_image, to_uint8
-from registry.runs import load_run
-codec = load_run(sys.argv[2])
-x = decode_bytes(codec, open(sys.argv[3], "rb").read())
-np.save(sys.argv[4], x.numpy())
-save_image(x, sys.argv[5])
-print(torch.get_num_threads())
-"""
-
-
 def test_file_decodes_identically_in_a_fresh_process(trained_run: Path, tmp_path: Path) -> None:
     codec = load_run(trained_run)
-    x = image_tensor(96, 80, seed=9)
-    data = encode_image(codec, x)
-    (tmp_path / "img.cdl").write_bytes(data)
-    threads = torch.get_num_threads()
-    try:
-        torch.set_num_threads(1)
-        here = decode_bytes(codec, data)
-    finally:
-        torch.set_num_threads(threads)
+    data = encode_image(codec, image_tensor(96, 80, seed=9))
+    here, proc = decode_in_fresh_process(trained_run, data, tmp_path, threads=2)
     save_image(here, tmp_path / "here.png")
-    proc = subprocess.run(
-        [sys.executable, "-c", DECODE_SCRIPT, "2", str(trained_run), str(tmp_path / "img.cdl"),
-         str(tmp_path / "there.npy"), str(tmp_path / "there.png")],
-        capture_output=True, text=True, timeout=300,
-    )  # fmt: skip
-    assert proc.returncode == 0, proc.stderr[-2000:]
     assert proc.stdout.strip().endswith("2")
     there_png = np.asarray(Image.open(tmp_path / "there.png"))
     here_png = np.asarray(Image.open(tmp_path / "here.png"))
