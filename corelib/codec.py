@@ -11,6 +11,7 @@ from typing import Any
 
 import torch
 import torch.nn.functional as F
+from compressai.entropy_models import EntropyBottleneck
 from compressai.models import CompressionModel
 
 from corelib.contracts import Decoder, Encoder, EntropyCoder, Quantizer, Rate
@@ -60,6 +61,7 @@ class Codec(CompressionModel):
             encoder.latent_channels, quantizer.alphabet_size, encoder.downsampling_factor
         )
         coder.configure(self.specs)
+        coder.connect(rate)
 
     # ------------------------------------------------------------------ description
     @property
@@ -128,19 +130,31 @@ class Codec(CompressionModel):
         return self._untile(self.decoder(tiles), y_hat.shape[0], nh, nw)
 
     # ------------------------------------------------------------------ CompressAI API
+    def _quantize(self, y: torch.Tensor) -> torch.Tensor:
+        """The quantizer on the rate plugin's grid (shifted by its offset, if any)."""
+        offset = self.rate.quantization_offset()
+        if offset is None:
+            return self.quantizer(y)
+        return self.quantizer(y - offset) + offset
+
     def forward(self, x: torch.Tensor) -> dict[str, Any]:
         """Train/eval pass: ``{"x_hat", "likelihoods", "rate_loss", "rate", "y"}``.
 
         ``likelihoods`` maps stream names to the probability the real coder gives each
         symbol (1 for masked positions), so CompressAI's bpp formula is an honest estimate.
+        An image of a size the codec cannot take directly is padded as :meth:`compress`
+        pads it, and ``x_hat`` is cropped back (so the estimate counts what a file codes).
         """
-        feats = self.analysis(x)
-        y_tilde = self.quantizer(feats["y"])
-        out = self.rate(y_tilde, feats, self.quantizer)
+        size = tuple(x.shape[-2:])
+        padded = self.pad(x)
+        feats = self.analysis(padded)
+        out = self.rate(self._quantize(feats["y"]), feats, self.quantizer)
         likelihoods = out.likelihoods
         if likelihoods is None:
             likelihoods = {s.spec.name: self.coder.likelihoods(s) for s in out.streams}
         x_hat = self.synthesis(out.y_hat)
+        if tuple(padded.shape[-2:]) != size:
+            x_hat = x_hat[..., : size[0], : size[1]]
         return {
             "x_hat": x_hat,
             "likelihoods": likelihoods,
@@ -148,6 +162,17 @@ class Codec(CompressionModel):
             "rate": out,
             "y": feats["y"],
         }
+
+    def aux_loss(self) -> torch.Tensor:
+        """Sum of the ``EntropyBottleneck`` aux losses (CompressAI's).
+
+        A codec without a bottleneck returns a zero that ``backward()`` accepts, so
+        CompressAI's training loop runs unchanged on every codec.
+        """
+        losses = [m.loss() for m in self.modules() if isinstance(m, EntropyBottleneck)]
+        if not losses:
+            return torch.zeros((), requires_grad=True)
+        return torch.stack([loss.reshape(()) for loss in losses]).sum()
 
     @contextmanager
     def _inference(self) -> Iterator[None]:
@@ -184,7 +209,7 @@ class Codec(CompressionModel):
         """Hard (eval-mode) streams of a batch, as :meth:`compress` codes them."""
         with self._inference():
             feats = self.analysis(self.pad(x))
-            out = self.rate(self.quantizer(feats["y"]), feats, self.quantizer)
+            out = self.rate(self._quantize(feats["y"]), feats, self.quantizer)
         return out.streams
 
     def compress(self, x: torch.Tensor) -> dict[str, Any]:
@@ -192,6 +217,7 @@ class Codec(CompressionModel):
 
         Returns ``{"strings", "shape", "image_size", "crc"}``; pass the whole dict to
         :meth:`decompress` as keyword arguments (CompressAI-Trainer's convention).
+        Entropy tables are built first if missing (``update()``, as CompressAI requires).
         """
         self.update()
         b = x.shape[0]
@@ -228,6 +254,7 @@ class Codec(CompressionModel):
         it themselves). With ``crc`` the decoded symbols are checked, so a desync or a
         damaged payload is an error rather than a wrong image.
         """
+        self.update()
         if len(strings) != len(self.specs):
             raise BitstreamError(
                 f"expected {len(self.specs)} streams "

@@ -21,13 +21,14 @@ class StreamSpec:
     Attributes:
         name: unique within the codec, e.g. ``"y"`` or ``"importance"``.
         channels: number of channels C of the stream's (C, H, W) symbol grid.
-        alphabet: K; every symbol lies in ``[0, K)``.
+        alphabet: K; every symbol lies in ``[0, K)``. None: signed integers of any size
+            (a quantizer without a finite alphabet, coded by coders that escape outliers).
         side: True for side information coded ahead of the main code.
     """
 
     name: str
     channels: int
-    alphabet: int
+    alphabet: int | None
     side: bool = False
 
 
@@ -37,7 +38,8 @@ class Stream:
 
     Attributes:
         spec: the stream's :class:`StreamSpec`.
-        symbols: int64 tensor (B, C, H, W) or (C, H, W), values in ``[0, spec.alphabet)``.
+        symbols: int64 tensor (B, C, H, W) or (C, H, W), values in ``[0, spec.alphabet)``
+            (signed when the alphabet is None).
         mask: bool tensor broadcastable to ``symbols`` (True = transmitted), or None when
             every position is transmitted.
     """

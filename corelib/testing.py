@@ -174,7 +174,9 @@ def _check_rate_round(rate: Rate, q: Quantizer, specs: Sequence[StreamSpec], y: 
     rate.eval()
     q.eval()
     with torch.no_grad():
-        out = rate(q(y), features_for(y), q)
+        offset = rate.quantization_offset()
+        y_tilde = q(y) if offset is None else q(y - offset) + offset
+        out = rate(y_tilde, features_for(y), q)
     assert isinstance(out, RateOutput)
     assert out.y_hat.shape == y.shape
     assert out.rate_loss.dim() == 0, "rate_loss must be a scalar tensor"
@@ -185,7 +187,7 @@ def _check_rate_round(rate: Rate, q: Quantizer, specs: Sequence[StreamSpec], y: 
         assert stream.symbols.dtype == torch.int64
         assert stream.symbols.shape[:2] == (y.shape[0], spec.channels)
         sent = stream.symbols[stream.full_mask()]
-        if sent.numel():
+        if sent.numel() and spec.alphabet is not None:
             assert int(sent.min()) >= 0 and int(sent.max()) < spec.alphabet, "symbols outside alphabet"
         mask = rate.decode_mask(spec, decoded, tuple(stream.symbols.shape[-2:]))
         want = stream.full_mask()[0]
@@ -202,7 +204,7 @@ def check_rate(rate: Rate, q: Quantizer, latent_channels: int = 4, factor: int =
     specs = rate.stream_specs(latent_channels, q.alphabet_size, factor)
     assert specs and all(isinstance(s, StreamSpec) for s in specs)
     assert len({s.name for s in specs}) == len(specs), "stream names must be unique"
-    assert all(s.alphabet >= 1 and s.channels >= 1 for s in specs)
+    assert all((s.alphabet is None or s.alphabet >= 1) and s.channels >= 1 for s in specs)
     gen = torch.Generator().manual_seed(0)
     y = torch.randn(1, latent_channels, 7, 5, generator=gen) * 3
     _check_rate_round(rate, q, specs, y)
@@ -216,7 +218,9 @@ def check_rate(rate: Rate, q: Quantizer, latent_channels: int = 4, factor: int =
         for _ in range(2):
             ctx.step += 1
             yb = torch.randn(2, latent_channels, 6, 6, generator=gen) * 3
-            out = rate(q(yb), features_for(yb, ctx.step), q)
+            offset = rate.quantization_offset()
+            yt = q(yb) if offset is None else q(yb - offset) + offset
+            out = rate(yt, features_for(yb, ctx.step), q)
             rate.on_batch_end(ctx, out)
         rate.on_epoch_end(ctx)
     rate.on_train_end(ctx)
@@ -230,17 +234,33 @@ CODER_SPECS = [StreamSpec("side", 2, 3, side=True), StreamSpec("y", 4, 15)]
 
 
 def _skewed(spec: StreamSpec, shape: tuple[int, ...], gen: torch.Generator) -> torch.Tensor:
-    """Symbols concentrated near the middle of the alphabet, like a real latent."""
+    """Symbols concentrated near the middle of the alphabet, like a real latent (signed,
+    around 0, with a few large outliers, when the alphabet is unbounded)."""
+    if spec.alphabet is None:
+        s = torch.round(torch.randn(shape, generator=gen) * 2)
+        outliers = torch.rand(shape, generator=gen) < 0.02
+        s = torch.where(outliers, s * 40, s)
+        return s.to(torch.int64)
     mid = spec.alphabet // 2
     s = torch.round(torch.randn(shape, generator=gen) * max(1.0, spec.alphabet / 8)) + mid
     return s.clamp(0, spec.alphabet - 1).to(torch.int64)
 
 
-def check_coder(make: Callable[[], EntropyCoder], specs: Sequence[StreamSpec] = CODER_SPECS) -> None:
-    """Bit-exact coding with and without masks; honest likelihoods; masked positions are free."""
+def check_coder(
+    make: Callable[[], EntropyCoder],
+    specs: Sequence[StreamSpec] = CODER_SPECS,
+    rate: Rate | None = None,
+) -> None:
+    """Bit-exact coding with and without masks; honest likelihoods; masked positions are free.
+
+    A coder that codes with a rate plugin's density models (``requires`` a rate) is given
+    that ``rate``, with ``specs`` from its ``stream_specs``.
+    """
     gen = torch.Generator().manual_seed(0)
     coder = make()
     coder.configure(specs)
+    if rate is not None:
+        coder.connect(rate)
     coder.fit_begin()
     for _ in range(3):
         coder.fit_observe([Stream(s, _skewed(s, (2, s.channels, 6, 7), gen)) for s in specs])
@@ -263,7 +283,7 @@ def check_coder(make: Callable[[], EntropyCoder], specs: Sequence[StreamSpec] = 
         assert torch.equal(dec[mask], sym[mask]), "not bit-exact with a mask"
         assert not dec[~mask].any(), "masked positions must decode to 0"
         # masked positions cost nothing and are never read
-        other = torch.randint(0, spec.alphabet, shape, generator=gen)
+        other = torch.randint(0, spec.alphabet or 9, shape, generator=gen) - (0 if spec.alphabet else 4)
         changed = torch.where(mask, sym, other)
         assert coder.encode(Stream(spec, changed, mask)) == data, "masked symbols changed the bytes"
         # a mask broadcast over positions (whole channels)

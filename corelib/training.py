@@ -207,7 +207,7 @@ class Trainer:
         self.progress.stop()
         seconds = time.perf_counter() - t0
         t1 = time.perf_counter()
-        if cfg.fit_coder:
+        if cfg.fit_coder and codec.coder.fits_on_codes:
             self.fit_coder()
         codec.update(force=True)
         codec.eval()

@@ -42,6 +42,7 @@ class StochasticQuantizer(Quantizer):
             raise ConfigError(f"stochastic: step must be > 0, got {step}")
         self.bound, self.step = bound, step
         self.alphabet_size = 2 * bound + 1
+        self.grid_step = step
 
     def forward(self, y: torch.Tensor) -> torch.Tensor:
         y = (y / self.step).clamp(-self.bound, self.bound)

@@ -22,6 +22,10 @@ BUILTIN_PLUGINS: tuple[str, ...] = (
     "plugins.histogram",
     "plugins.importance",
     "plugins.content_weighted",
+    "plugins.gdn",
+    "plugins.noise",
+    "plugins.entropy",
+    "plugins.factorized",
 )
 """Modules of the built-in plugins, registered exactly as a third-party module would be."""
 

@@ -9,6 +9,7 @@ from typing import ClassVar
 import torch
 
 from corelib.contracts.base import Component
+from corelib.contracts.rate import Rate
 from corelib.streams import Stream, StreamSpec
 
 __all__ = ["EntropyCoder"]
@@ -25,13 +26,15 @@ class EntropyCoder(Component):
     * :meth:`likelihoods` is the probability the real coder assigns (so the estimated bpp
       of ``Codec.forward`` is what a file would cost, up to termination bytes).
 
-    Life cycle: the builder calls :meth:`configure` with the rate plugin's stream specs;
-    training may call :meth:`loss` (coders trained jointly); after training the engine
+    Life cycle: the builder calls :meth:`configure` with the rate plugin's stream specs,
+    then :meth:`connect` with the rate plugin; training may call :meth:`loss` (coders trained jointly); after training the engine
     fits the model on the training codes (:meth:`fit_begin`, :meth:`fit_observe`,
     :meth:`fit_end`).
     """
 
     kind: ClassVar[str] = "coder"
+    fits_on_codes: ClassVar[bool] = True
+    """Whether the training engine should run the fit stage (False: nothing to fit)."""
 
     @abc.abstractmethod
     def configure(self, specs: Sequence[StreamSpec]) -> None:
@@ -50,6 +53,14 @@ class EntropyCoder(Component):
         self, data: bytes, spec: StreamSpec, shape: tuple[int, int, int], mask: torch.Tensor | None
     ) -> torch.Tensor:
         """Inverse of :meth:`encode`: the (C, h, w) int64 symbols (0 where masked)."""
+
+    def connect(self, rate: Rate) -> None:
+        """Called once after :meth:`configure` with the codec's rate plugin.
+
+        Coders that code with the rate's own density models (:meth:`Rate.entropy_models`)
+        keep a reference here; keep it out of the module tree (no submodule), so the
+        model's parameters are saved once, under the rate.
+        """
 
     def loss(self, streams: Sequence[Stream]) -> torch.Tensor | None:
         """Loss to train the coder jointly with the transforms, or None (fitted later)."""

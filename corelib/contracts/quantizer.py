@@ -23,10 +23,14 @@ class Quantizer(Component):
     Attributes:
         alphabet_size: K, the number of symbols (``[0, K)``), or None for an unbounded
             integer alphabet (then only coders that handle that can be composed).
+        grid_step: the spacing of the decoder values when they lie on a uniform grid
+            (``from_symbols(s + 1) - from_symbols(s)``), None for learned, uneven levels.
+            Rate plugins that model a density over unit bins (``entropy``) need it.
     """
 
     kind: ClassVar[str] = "quantizer"
     alphabet_size: int | None
+    grid_step: float | None = None
 
     @abc.abstractmethod
     def forward(self, y: torch.Tensor) -> torch.Tensor:
@@ -35,6 +39,8 @@ class Quantizer(Component):
     @abc.abstractmethod
     def to_symbols(self, y_tilde: torch.Tensor) -> torch.Tensor:
         """Symbols (int64) of already-quantized values (the output of :meth:`forward`).
+
+        Symbols lie in ``[0, K)``, or are signed integers when ``alphabet_size`` is None.
 
         Inputs are (B, C, H, W) from the codec or one image's (C, h, w) from a rate plugin:
         the channel axis is dim −3 (per-channel quantizers index their levels by it).

@@ -109,6 +109,20 @@ class Rate(Component):
     ) -> torch.Tensor:
         """The (1, C, h, w) decoder input from every decoded stream's (C, h, w) symbols."""
 
+    def quantization_offset(self) -> torch.Tensor | None:
+        """A (C, 1, 1) shift of the quantization grid, or None (no shift).
+
+        The codec quantizes ``y - offset`` and adds the offset back, so the rate plugin sees
+        ``y_tilde = quantizer(y - offset) + offset`` and must add it in :meth:`reconstruct`.
+        An entropy estimator rounds around its medians this way (as CompressAI does).
+        """
+        return None
+
+    def entropy_models(self) -> Mapping[str, torch.nn.Module]:
+        """Learned density models this rate owns, by stream name, for coders that code
+        with them (``factorized`` uses the ``entropy`` rate's ``EntropyBottleneck``)."""
+        return {}
+
     # Training hooks: called by the training engine; defaults do nothing.
     def on_train_start(self, ctx: TrainContext) -> None:
         """Called once before the first step (plan schedules from ``ctx.total_epochs``)."""

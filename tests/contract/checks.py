@@ -13,6 +13,8 @@ SMALL_PARAMS: dict[tuple[str, str], dict[str, Any]] = {
     ("decoder", "cae"): {"channels": 8, "blocks": 0, "latent_channels": 4},
     ("encoder", "content-weighted"): {"width": 0.0625, "latent_channels": 4},
     ("decoder", "content-weighted"): {"width": 0.0625, "latent_channels": 4},
+    ("encoder", "gdn"): {"channels": 8, "latent_channels": 4},
+    ("decoder", "gdn"): {"channels": 8, "latent_channels": 4},
     ("quantizer", "stochastic"): {"bound": 7},
     ("quantizer", "multilevel"): {"latent_channels": 4},
     ("rate", "admm"): {"cell": 32},

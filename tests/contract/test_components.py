@@ -107,8 +107,17 @@ def test_rate_contract(info: ComponentInfo, registry: Registry) -> None:
 
 
 @pytest.mark.parametrize("info", of_kind("coder"), ids=_ids(of_kind("coder")))
-def test_coder_contract(info: ComponentInfo) -> None:
-    checks.check_coder(lambda: checks.small(info))
+def test_coder_contract(info: ComponentInfo, registry: Registry) -> None:
+    rates = info.cls.requires.get("rate")
+    if not rates:
+        checks.check_coder(lambda: checks.small(info))
+        return
+    # A coder that codes with a rate's own density is checked with that rate's streams.
+    rate = checks.small(registry.get("rate", rates[0]))
+    q_name = rate.default_components.get("quantizer")
+    q = checks.small(registry.get("quantizer", q_name)) if q_name else _default_quantizer(registry)
+    specs = rate.stream_specs(4, q.alphabet_size, 16)
+    checks.check_coder(lambda: checks.small(info), specs, rate=rate)
 
 
 @pytest.mark.parametrize("info", of_kind("rate"), ids=_ids(of_kind("rate")))
