@@ -27,9 +27,10 @@ class EntropyCoder(Component):
       of ``Codec.forward`` is what a file would cost, up to termination bytes).
 
     Life cycle: the builder calls :meth:`configure` with the rate plugin's stream specs,
-    then :meth:`connect` with the rate plugin; training may call :meth:`loss` (coders trained jointly); after training the engine
-    fits the model on the training codes (:meth:`fit_begin`, :meth:`fit_observe`,
-    :meth:`fit_end`).
+    then :meth:`connect` with the rate plugin; training may call :meth:`loss` (coders
+    trained jointly); after training the engine fits the model on the training codes
+    (:meth:`fit_begin`, :meth:`fit_observe`, :meth:`fit_end`) unless ``fits_on_codes`` is
+    False.
     """
 
     kind: ClassVar[str] = "coder"
