@@ -12,7 +12,7 @@ warnings.filterwarnings("ignore", category=UserWarning, module="torch_geometric"
 
 import typer  # noqa: E402
 
-from cli.commands import build, compress, decompress, evaluate, plugins  # noqa: E402
+from cli.commands import build, compress, compressai_cmd, decompress, evaluate, plugins  # noqa: E402
 
 app = typer.Typer(
     name="codec",
@@ -27,6 +27,10 @@ app.command("compress")(compress.compress)
 app.command("decompress")(decompress.decompress)
 app.command("eval")(evaluate.evaluate_cmd)
 app.command("plugins")(plugins.plugins_cmd)
+app.command(
+    "compressai",
+    context_settings={"allow_extra_args": True, "ignore_unknown_options": True},
+)(compressai_cmd.compressai_cmd)
 
 
 def main() -> None:

@@ -48,6 +48,8 @@ class TrackedBottleneck(EntropyBottleneck):
     def __init__(self, channels: int, **kwargs: Any) -> None:
         super().__init__(channels, **kwargs)
         self._tables_for: str | None = None
+        # After a load (children included: the density's ParameterLists load after us).
+        self.register_load_state_dict_post_hook(TrackedBottleneck._after_load)
 
     def fingerprint(self) -> str:
         """Digest of the parameters the tables are computed from."""
@@ -81,9 +83,9 @@ class TrackedBottleneck(EntropyBottleneck):
             self._tables_for = self.fingerprint()
         return updated
 
-    def _load_from_state_dict(self, state_dict: Any, prefix: str, *args: Any) -> None:
-        super()._load_from_state_dict(state_dict, prefix, *args)
-        self._tables_for = self.fingerprint() if self.has_tables else None
+    @staticmethod
+    def _after_load(module: TrackedBottleneck, incompatible: Any) -> None:
+        module._tables_for = module.fingerprint() if module.has_tables else None
 
     def medians(self) -> torch.Tensor:
         """The (C,) medians the latent is rounded around."""

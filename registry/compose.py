@@ -12,7 +12,7 @@ from corelib.errors import CompositionError, ConfigError, did_you_mean
 from corelib.params import schema_of, validate_params
 from registry.components import Registry, normalize
 
-__all__ = ["assemble_config", "build_codec", "resolve_model"]
+__all__ = ["assemble_config", "build_codec", "build_parts", "resolve_model"]
 
 DEFAULT_RATE = "admm"
 
@@ -182,6 +182,14 @@ def build_codec(model: Mapping[str, Any], registry: Registry | None = None) -> C
 
     Refuses a composition that cannot work, saying what would.
     """
+    resolved, parts = build_parts(model, registry)
+    return Codec(config=resolved, **parts)
+
+
+def build_parts(
+    model: Mapping[str, Any], registry: Registry | None = None
+) -> tuple[dict[str, dict[str, Any]], dict[str, Any]]:
+    """The resolved ``model`` section and its constructed, compatible components."""
     registry = registry or Registry()
     resolved = resolve_model(model, registry)
     parts = {}
@@ -194,4 +202,4 @@ def build_codec(model: Mapping[str, Any], registry: Registry | None = None) -> C
             alternatives = ", ".join(registry.names(kind))
             raise CompositionError(f"{kind} {resolved[kind]['name']!r}: {reason}",
                                    f"{kind}s available: {alternatives}")
-    return Codec(config=resolved, **parts)
+    return resolved, parts

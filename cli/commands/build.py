@@ -83,7 +83,8 @@ def build(
                   f"{' x '.join(map(str, info['latent_shape']))} "
                   f"({info['symbols_per_pixel']:.3f} symbols/pixel)")
         for s in info["streams"]:
-            out.print(f"  stream {s['name']!r}: {s['channels']} channels, alphabet {s['alphabet']}")
+            out.print(f"  stream {s['name']!r}: {s['channels']} channels, alphabet "
+                      f"{s['alphabet'] if s['alphabet'] is not None else 'unbounded integers'}")
         return
     if out_dir is None:
         stamp = _dt.datetime.now().strftime("%Y%m%d-%H%M%S")

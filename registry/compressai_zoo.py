@@ -1,0 +1,130 @@
+"""Register composed codecs into CompressAI's registries, so CompressAI-based scripts can
+construct them by name.
+
+CompressAI looks models up in plain dicts filled at import time (no entry points):
+
+* ``compressai.registry.MODELS[name]`` — a class; ``MODELS[name]()`` builds the untrained codec
+  (CompressAI-Trainer's way);
+* ``compressai.zoo.image.model_architectures[name]`` — a class with ``from_state_dict``
+  (``python -m compressai.utils.eval_model checkpoint … -a NAME``);
+* ``compressai.zoo.image_models[name]`` — a factory ``(quality, metric, pretrained, …)``;
+  ``pretrained=True`` loads the run's trained weights (``eval_model pretrained -a NAME``).
+
+Registration lasts for the current process; ``codec compressai RUN -- …`` runs a CompressAI
+script or module with a run registered.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import compressai.registry
+import compressai.zoo
+import compressai.zoo.image
+import torch
+
+from corelib.codec import Codec
+from corelib.contracts import NAME_PATTERN
+from corelib.errors import ConfigError
+from corelib.runs import check_run_dir, load_weights, read_config
+from registry.components import Registry
+from registry.compose import build_parts
+
+__all__ = ["codec_class", "register_codec", "register_run", "unregister"]
+
+
+def codec_class(
+    name: str, model: Mapping[str, Any], weights: Path | None = None, registry: Registry | None = None
+) -> type[Codec]:
+    """A ``Codec`` subclass whose no-argument constructor composes ``model``.
+
+    Args:
+        name: the name CompressAI will know it by (also the class's ``__qualname__``).
+        model: a ``model`` config section (as a run's ``config.yaml`` holds).
+        weights: the run's ``weights.safetensors``, loaded when a factory asks for
+            ``pretrained=True``.
+        registry: where components are looked up (default: every installed plugin).
+    """
+    model = dict(model)
+
+    class RegisteredCodec(Codec):
+        __doc__ = f"codec-lab codec {name!r}: {', '.join(str(s.get('name', s)) for s in model.values())}"
+        pretrained_weights = weights
+
+        def __init__(self) -> None:
+            resolved, parts = build_parts(model, registry)
+            super().__init__(config=resolved, **parts)
+
+        @classmethod
+        def from_state_dict(cls, state_dict: Mapping[str, torch.Tensor]) -> RegisteredCodec:
+            """CompressAI's factory: build the codec and load ``state_dict`` into it."""
+            net = cls()
+            net.load_state_dict(dict(state_dict))
+            return net
+
+    RegisteredCodec.__name__ = RegisteredCodec.__qualname__ = "Codec_" + name.replace("-", "_")
+    return RegisteredCodec
+
+
+def _check_name(name: str, replace: bool) -> None:
+    if not NAME_PATTERN.fullmatch(name):
+        raise ConfigError(f"CompressAI model name {name!r} is not lowercase kebab-case",
+                          "e.g. --name my-admm")  # fmt: skip
+    taken = name in compressai.zoo.image.model_architectures or name in compressai.registry.MODELS
+    ours = getattr(compressai.registry.MODELS.get(name), "_codec_lab", False)
+    if taken and not (replace and ours):
+        raise ConfigError(f"CompressAI already has a model named {name!r}",
+                          "choose another --name")  # fmt: skip
+
+
+def register_codec(name: str, cls: type[Codec], replace: bool = False) -> type[Codec]:
+    """Put ``cls`` into CompressAI's model registries under ``name``."""
+    _check_name(name, replace)
+    cls._codec_lab = True  # type: ignore[attr-defined]
+
+    def factory(
+        quality: int | None = None,
+        metric: str = "mse",
+        pretrained: bool = False,
+        progress: bool = True,
+        **kwargs: Any,
+    ) -> Codec:
+        net = cls()
+        if pretrained:
+            weights = getattr(cls, "pretrained_weights", None)
+            if weights is None:
+                raise ConfigError(f"{name!r} has no trained weights", "register a run folder")
+            load_weights(net, weights)
+            net.eval()
+        return net
+
+    compressai.registry.MODELS[name] = cls
+    compressai.zoo.image.model_architectures[name] = cls
+    compressai.zoo.image_models[name] = factory
+    compressai.zoo.models[name] = factory
+    return cls
+
+
+def register_run(
+    run: str | Path, name: str | None = None, registry: Registry | None = None, replace: bool = False
+) -> str:
+    """Register a run folder's codec in CompressAI under ``name`` (default: the folder name).
+
+    Returns the name used.
+    """
+    path = check_run_dir(run)
+    name = name or path.resolve().name.lower().replace("_", "-").replace(".", "-")
+    model = read_config(path)["model"]
+    register_codec(name, codec_class(name, model, path / "weights.safetensors", registry), replace)
+    return name
+
+
+def unregister(name: str) -> None:
+    """Remove a codec this module registered (other models are left alone)."""
+    if not getattr(compressai.registry.MODELS.get(name), "_codec_lab", False):
+        return
+    for table in (compressai.registry.MODELS, compressai.zoo.image.model_architectures,
+                  compressai.zoo.image_models, compressai.zoo.models):  # fmt: skip
+        table.pop(name, None)
