@@ -62,6 +62,8 @@ class TrainConfig:
         device: ``auto`` (cuda if available), ``cpu`` or ``cuda``.
         fit_coder: fit the entropy coder on the training codes after training.
         fit_images: cap on images used for fitting (null: all training images).
+        time_limit: minutes of training; after the first epoch the run is shortened to the
+            steps that fit (schedules are planned on the shortened run). null: no limit.
     """
 
     epochs: int = 40
@@ -81,6 +83,7 @@ class TrainConfig:
     device: Literal["auto", "cpu", "cuda"] = "auto"
     fit_coder: bool = True
     fit_images: int | None = None
+    time_limit: float | None = None
 
     def check(self) -> None:
         """Refuse values out of range, naming the key."""
@@ -94,6 +97,8 @@ class TrainConfig:
                 raise ConfigError(f"train.{key} must be >= 1 or null, got {value}")
         if self.lr <= 0:
             raise ConfigError(f"train.lr must be > 0, got {self.lr}")
+        if self.time_limit is not None and not self.time_limit > 0:
+            raise ConfigError(f"train.time_limit must be > 0 minutes or null, got {self.time_limit}")
         if self.crop % 8:
             raise ConfigError(f"train.crop must be a multiple of 8, got {self.crop}")
         # MS-SSIM's five scales need a side > 2 * 16 even with the smallest (3-px) window.

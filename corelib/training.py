@@ -142,7 +142,9 @@ class Trainer:
         t0 = time.perf_counter()
         step, lr_scale = 0, 1.0
         self.progress.start("training", self.total_steps)
-        for epoch in range(self.total_epochs):
+        epoch = -1
+        while epoch + 1 < self.total_epochs:
+            epoch += 1
             ctx.epoch = epoch
             sums: dict[str, float] = {}
             n = 0
@@ -189,6 +191,8 @@ class Trainer:
                 self.progress.advance(1, epoch=epoch + 1, loss=vals["loss"],
                                       est_bpp=vals["est_bpp"], psnr=vals["psnr"])
             ctx.log = {}
+            if epoch == 0 and cfg.time_limit is not None:
+                self._fit_time_limit(ctx, step, time.perf_counter() - t0)
             codec.rate.on_epoch_end(ctx)
             means = {k: v / max(n, 1) for k, v in sums.items()}
             sched.step(means.get("loss", 0.0))
@@ -212,6 +216,25 @@ class Trainer:
         codec.update(force=True)
         codec.eval()
         return TrainResult(step, self.total_epochs, seconds, time.perf_counter() - t1, history)
+
+    def _fit_time_limit(self, ctx: TrainContext, step: int, seconds: float) -> None:
+        """Shrink the plan to what fits ``time_limit``, measured on the first epoch.
+
+        Done before any epoch-end hook, so rate schedules (ADMM steps, stage switches) are
+        planned on the shortened run from the start.
+        """
+        assert self.cfg.time_limit is not None
+        fits = int(self.cfg.time_limit * 60 / max(seconds / max(step, 1), 1e-9))
+        if fits >= self.total_steps:
+            return
+        self.total_steps = max(step, fits)
+        self.total_epochs = math.ceil(self.total_steps / self.steps_per_epoch)
+        ctx.total_steps, ctx.total_epochs = self.total_steps, self.total_epochs
+        ctx.log["time_limit_steps"] = self.total_steps
+        self.progress.message(
+            f"time limit {self.cfg.time_limit:g} min: training {self.total_steps} steps "
+            f"({self.total_epochs} epochs) at {seconds / max(step, 1):.3f} s/step"
+        )
 
     def fit_coder(self) -> None:
         """Stage 2: fit the entropy coder's model on the hard codes of whole training images."""
