@@ -213,7 +213,9 @@ class Trainer:
         t1 = time.perf_counter()
         if cfg.fit_coder and codec.coder.fits_on_codes:
             self.fit_coder()
-        codec.update(force=True)
+        # Tables from quantiles found by bisection, not only the aux loss: a short run's
+        # quantiles have not converged, and symbols outside them cost escape bits.
+        codec.update(force=True, update_quantiles=True)
         codec.eval()
         return TrainResult(step, self.total_epochs, seconds, time.perf_counter() - t1, history)
 

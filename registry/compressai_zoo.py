@@ -30,9 +30,9 @@ from corelib.contracts import NAME_PATTERN
 from corelib.errors import ConfigError
 from corelib.runs import check_run_dir, load_weights, read_config
 from registry.components import Registry
-from registry.compose import build_parts
+from registry.compose import build_codec, build_parts
 
-__all__ = ["codec_class", "register_codec", "register_run", "unregister"]
+__all__ = ["codec_class", "from_factorized_prior", "register_codec", "register_run", "unregister"]
 
 
 def codec_class(
@@ -128,3 +128,40 @@ def unregister(name: str) -> None:
     for table in (compressai.registry.MODELS, compressai.zoo.image.model_architectures,
                   compressai.zoo.image_models, compressai.zoo.models):  # fmt: skip
         table.pop(name, None)
+
+
+# Where FactorizedPrior's modules live in a gdn + noise + entropy + factorized codec.
+_FACTORIZED_KEYS = {"g_a.": "encoder.g_a.", "g_s.": "decoder.g_s.",
+                    "entropy_bottleneck.": "rate.bottleneck."}  # fmt: skip
+
+
+def from_factorized_prior(
+    state_dict: Mapping[str, torch.Tensor], registry: Registry | None = None
+) -> Codec:
+    """A ``gdn + noise + entropy + factorized`` codec carrying a CompressAI ``FactorizedPrior``'s
+    weights (e.g. a ``bmshj2018-factorized`` checkpoint): it codes byte-identical files.
+
+    N and M are read from the weight shapes, as CompressAI's ``from_state_dict`` does.
+    """
+    try:
+        n = int(state_dict["g_a.0.weight"].size(0))
+        m = int(state_dict["g_a.6.weight"].size(0))
+    except KeyError as e:
+        raise ConfigError(f"not a FactorizedPrior state dict (no {e.args[0]})",
+                          "pass bmshj2018-factorized weights") from e  # fmt: skip
+    model = {
+        "encoder": {"name": "gdn", "channels": n, "latent_channels": m},
+        "quantizer": {"name": "noise"},
+        "rate": {"name": "entropy"},
+        "coder": {"name": "factorized"},
+        "decoder": {"name": "gdn", "channels": n, "latent_channels": m},
+    }
+    codec = build_codec(model, registry)
+    mapped = {}
+    for key, value in state_dict.items():
+        prefix = next((p for p in _FACTORIZED_KEYS if key.startswith(p)), None)
+        if prefix is None:
+            raise ConfigError(f"unexpected key {key!r} in a FactorizedPrior state dict")
+        mapped[_FACTORIZED_KEYS[prefix] + key[len(prefix):]] = value
+    codec.load_state_dict(mapped)
+    return codec
