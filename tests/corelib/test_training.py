@@ -133,3 +133,25 @@ def test_resolve_device() -> None:
     if not torch.cuda.is_available():
         with pytest.raises(ConfigError, match="no CUDA device"):
             resolve_device("cuda")
+
+
+def test_time_limit_shortens_the_plan_before_any_epoch_hook(registry, data_dirs, tmp_path: Path) -> None:
+    seen: list[tuple[int, int]] = []
+    codec = _codec(registry)
+    codec.rate.on_epoch_end = lambda ctx: seen.append((ctx.total_epochs, ctx.total_steps))  # type: ignore[method-assign]
+    cfg = _cfg(epochs=50, steps_per_epoch=2, time_limit=1e-6)
+    result = Trainer(codec, cfg, _sampler(data_dirs), run_dir=tmp_path).run()
+    assert (result.steps, result.epochs) == (2, 1)
+    assert seen == [(1, 2)]
+    with (tmp_path / "train_log.csv").open() as f:
+        assert "time_limit_steps=2" in next(csv.DictReader(f))["event"]
+
+
+def test_a_generous_time_limit_changes_nothing(registry, data_dirs) -> None:
+    result = Trainer(_codec(registry), _cfg(time_limit=60.0), _sampler(data_dirs)).run()
+    assert (result.steps, result.epochs) == (4, 2)
+
+
+def test_time_limit_must_be_positive() -> None:
+    with pytest.raises(ConfigError, match="time_limit"):
+        _cfg(time_limit=0).check()
