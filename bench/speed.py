@@ -3,6 +3,11 @@
 run's real bpp (file bytes) against its estimated bpp (likelihoods).
 
     python bench/speed.py --model runs/admm-cpu [--images 24] [--threads 2] [--md out.md]
+    python bench/speed.py --same-weights [--quality 1]     # framework overhead alone
+
+``--same-weights`` codes with our ``gdn + noise + entropy + factorized`` codec carrying the
+reference's own weights (byte-identical files): the ratio is then the cost of the framework
+(container, checksums, padding) around the same network and coder.
 
 CompressAI's pretrained weights cannot be downloaded here, so the reference runs with
 ``pretrained=False`` after ``update(force=True)``: the transforms cost the same, and the rANS
@@ -23,9 +28,11 @@ from compressai.zoo import bmshj2018_factorized
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import kodak, machine, mean, print_table  # noqa: E402
 
+from corelib.container import unpack  # noqa: E402
 from corelib.files import decode_bytes, encode_image  # noqa: E402
 from corelib.images import load_image  # noqa: E402
 from corelib.metrics import bpp_from_likelihoods  # noqa: E402
+from registry.compressai_zoo import from_factorized_prior  # noqa: E402
 from registry.runs import load_run  # noqa: E402
 
 
@@ -33,7 +40,7 @@ def _params(model: torch.nn.Module) -> float:
     return sum(p.numel() for p in model.parameters()) / 1e6
 
 
-def _time_ours(codec, x: torch.Tensor, digest: str) -> tuple[float, float, int, float]:
+def _time_ours(codec, x: torch.Tensor, digest: str) -> tuple[float, float, int, int, float]:
     t0 = time.perf_counter()
     data = encode_image(codec, x, digest)
     t1 = time.perf_counter()
@@ -41,7 +48,8 @@ def _time_ours(codec, x: torch.Tensor, digest: str) -> tuple[float, float, int, 
     t2 = time.perf_counter()
     with torch.no_grad():
         est = float(bpp_from_likelihoods(codec(codec.pad(x))["likelihoods"], x.shape[-2] * x.shape[-1]))
-    return t1 - t0, t2 - t1, len(data), est
+    payload = sum(len(s) for s in unpack(data)[1])
+    return t1 - t0, t2 - t1, len(data), payload, est
 
 
 def _time_compressai(net, x: torch.Tensor) -> tuple[float, float, int]:
@@ -56,7 +64,9 @@ def _time_compressai(net, x: torch.Tensor) -> tuple[float, float, int]:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--model", required=True, type=Path, help="run folder from `codec build`")
+    ap.add_argument("--model", type=Path, default=None, help="run folder from `codec build`")
+    ap.add_argument("--same-weights", action="store_true",
+                    help="our codec with the reference's weights (framework overhead)")
     ap.add_argument("--images", type=int, default=None, help="first N Kodak images (default all)")
     ap.add_argument("--threads", type=int, default=None, help="torch threads (default torch's)")
     ap.add_argument("--quality", type=int, default=1, help="bmshj2018-factorized quality (1-8)")
@@ -66,10 +76,14 @@ def main() -> None:
         torch.set_num_threads(args.threads)
     torch.manual_seed(0)
 
-    codec = load_run(args.model).eval()
-    digest = codec.weights_digest()
+    if (args.model is None) == (not args.same_weights):
+        ap.error("pass --model RUN or --same-weights")
     ref = bmshj2018_factorized(quality=args.quality, pretrained=False).eval()
     ref.update(force=True)
+    codec = (from_factorized_prior(ref.state_dict()) if args.same_weights else load_run(args.model)).eval()
+    name = f"gdn+entropy with bmshj2018-factorized q{args.quality}'s weights" if args.same_weights \
+        else args.model.name
+    digest = codec.weights_digest()
     images = kodak(args.images)
 
     # Warm up both (first calls allocate and build tables).
@@ -81,22 +95,23 @@ def main() -> None:
     for path in images:
         x, _ = load_image(path)
         pixels = x.shape[-2] * x.shape[-1]
-        oe, od, ob, est = _time_ours(codec, x, digest)
+        oe, od, ob, op, est = _time_ours(codec, x, digest)
         ce, cd, _ = _time_compressai(ref, x)
-        bpp = ob * 8 / pixels
-        acc.append((oe, od, ce, cd, bpp, est))
-        gap = (bpp / est - 1) * 100
+        bpp, pay = ob * 8 / pixels, op * 8 / pixels
+        acc.append((oe, od, ce, cd, bpp, pay, est))
         rows.append((path.stem, f"{oe:.3f}", f"{od:.3f}", f"{ce:.3f}", f"{cd:.3f}", f"{oe / ce:.2f}",
-                     f"{od / cd:.2f}", f"{bpp:.4f}", f"{est:.4f}", f"{gap:+.2f}%"))  # fmt: skip
+                     f"{od / cd:.2f}", f"{bpp:.4f}", f"{est:.4f}", f"{(bpp / est - 1) * 100:+.2f}%",
+                     f"{(pay / est - 1) * 100:+.2f}%"))  # fmt: skip
     cols = list(zip(*acc, strict=True))
     m = [mean(c) for c in cols]
     rows.append(("mean", f"{m[0]:.3f}", f"{m[1]:.3f}", f"{m[2]:.3f}", f"{m[3]:.3f}",
-                 f"{m[0] / m[2]:.2f}", f"{m[1] / m[3]:.2f}", f"{m[4]:.4f}", f"{m[5]:.4f}",
-                 f"{(m[4] / m[5] - 1) * 100:+.2f}%"))  # fmt: skip
-    title = (f"{args.model.name} ({_params(codec):.2f} M params) vs bmshj2018-factorized q{args.quality} "
+                 f"{m[0] / m[2]:.2f}", f"{m[1] / m[3]:.2f}", f"{m[4]:.4f}", f"{m[6]:.4f}",
+                 f"{(m[4] / m[6] - 1) * 100:+.2f}%", f"{(m[5] / m[6] - 1) * 100:+.2f}%"))  # fmt: skip
+    title = (f"{name} ({_params(codec):.2f} M params) vs bmshj2018-factorized q{args.quality} "
              f"({_params(ref):.2f} M params), {len(images)} Kodak images — {machine()}")
     md = print_table(title, ["image", "ours enc s", "ours dec s", "cai enc s", "cai dec s", "enc ratio",
-                             "dec ratio", "real bpp", "est. bpp", "real vs est."], rows)  # fmt: skip
+                             "dec ratio", "file bpp", "est. bpp", "file vs est.", "payload vs est."],
+                     rows)  # fmt: skip
     if args.md:
         args.md.write_text(f"### {title}\n\n{md}\n")
 
