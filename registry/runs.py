@@ -94,7 +94,9 @@ def _report(config: dict[str, Any], codec: Codec, result: TrainResult, ev: EvalR
                   f"{last.get('est_bpp', 0):.3f}, PSNR {last.get('psnr', 0):.2f} dB.", ""]
     if ev.rows:
         streams = [s.name for s in codec.specs]
-        head = ["image", "bpp", *(f"{s} bpp" for s in streams), "est. bpp", "PSNR", "MS-SSIM", "kept"]
+        kept = any("kept" in r for r in ev.rows)  # only rates that mask report it
+        head = ["image", "bpp", *(f"{s} bpp" for s in streams), "est. bpp", "PSNR", "MS-SSIM",
+                *(["kept"] if kept else [])]  # fmt: skip
         lines += ["Validation (real files; bpp = bytes × 8 / pixels; stream columns are each "
                   "stream's payload, the rest of a file is its header):", "",
                   "| " + " | ".join(head) + " |", "|" + "---|" * len(head)]  # fmt: skip
@@ -102,7 +104,8 @@ def _report(config: dict[str, Any], codec: Codec, result: TrainResult, ev: EvalR
         def cells(r: dict[str, Any]) -> str:
             vals = [r["bpp"], *(r.get(f"bpp_{s}", float("nan")) for s in streams), r["est_bpp"]]
             return (" | ".join(f"{v:.4f}" for v in vals) + f" | {r['psnr']:.2f} | "
-                    f"{r.get('ms-ssim', float('nan')):.4f} | {r.get('kept', float('nan')):.3f}")
+                    f"{r.get('ms-ssim', float('nan')):.4f}"
+                    + (f" | {r.get('kept', float('nan')):.3f}" if kept else ""))
 
         for r in ev.rows:
             lines.append(f"| {r['image']} | {cells(r)} |")

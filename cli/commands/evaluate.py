@@ -51,16 +51,18 @@ def evaluate_cmd(
     table = Table(title=f"{model} on {data} ({len(images)} images)")
     # With side streams (e.g. an importance map) show where the bits go.
     streams = [s.name for s in codec.specs] if len(codec.specs) > 1 else []
+    # Only rates that mask report the fraction of code positions sent.
+    kept = any("kept" in r for r in result.rows)
     for col in ("image", "size", "bytes", "bpp", *(f"{s} bpp" for s in streams), "est. bpp", "PSNR",
-                "MS-SSIM", "SSIM", "kept", "enc s", "dec s"):  # fmt: skip
+                "MS-SSIM", "SSIM", *(["kept"] if kept else []), "enc s", "dec s"):  # fmt: skip
         table.add_column(col, justify="left" if col == "image" else "right")
 
     def add(r: dict, label: str, size: str, bytes_: str) -> None:
         table.add_row(label, size, bytes_, _fmt(r["bpp"], 4),
                       *(_fmt(r.get(f"bpp_{s}", float("nan")), 4) for s in streams),
                       _fmt(r["est_bpp"], 4), _fmt(r["psnr"], 2), _fmt(r["ms-ssim"], 4),
-                      _fmt(r["ssim"], 4), _fmt(r.get("kept", float("nan")), 3), _fmt(r["enc_s"], 3),
-                      _fmt(r["dec_s"], 3))  # fmt: skip
+                      _fmt(r["ssim"], 4), *([_fmt(r.get("kept", float("nan")), 3)] if kept else []),
+                      _fmt(r["enc_s"], 3), _fmt(r["dec_s"], 3))  # fmt: skip
 
     for r in result.rows:
         add(r, r["image"], f"{r['width']}x{r['height']}", f"{r['bytes']:,}")
