@@ -140,6 +140,7 @@ class Trainer:
         codec.rate.on_train_start(ctx)
         history: list[dict[str, Any]] = []
         t0 = time.perf_counter()
+        t_first = t0
         step, lr_scale = 0, 1.0
         self.progress.start("training", self.total_steps)
         epoch = -1
@@ -172,6 +173,8 @@ class Trainer:
                     aux_loss.backward()
                     aux_opt.step()
                 step += 1
+                if step == 1:  # the first step pays for warm-up (allocations, cuDNN's choice)
+                    t_first = time.perf_counter()
                 n += 1
                 ctx.step = step
                 codec.rate.on_batch_end(ctx, out["rate"])
@@ -192,7 +195,7 @@ class Trainer:
                                       est_bpp=vals["est_bpp"], psnr=vals["psnr"])
             ctx.log = {}
             if epoch == 0 and cfg.time_limit is not None:
-                self._fit_time_limit(ctx, step, time.perf_counter() - t0)
+                self._fit_time_limit(ctx, step, time.perf_counter() - t0, time.perf_counter() - t_first)
             codec.rate.on_epoch_end(ctx)
             means = {k: v / max(n, 1) for k, v in sums.items()}
             sched.step(means.get("loss", 0.0))
@@ -219,14 +222,16 @@ class Trainer:
         codec.eval()
         return TrainResult(step, self.total_epochs, seconds, time.perf_counter() - t1, history)
 
-    def _fit_time_limit(self, ctx: TrainContext, step: int, seconds: float) -> None:
+    def _fit_time_limit(self, ctx: TrainContext, step: int, seconds: float, steady: float) -> None:
         """Shrink the plan to what fits ``time_limit``, measured on the first epoch.
 
-        Done before any epoch-end hook, so rate schedules (ADMM steps, stage switches) are
-        planned on the shortened run from the start.
+        ``seconds`` is the epoch's time, ``steady`` its time after the first step: the rest of
+        the run goes at the steady pace. Done before any epoch-end hook, so rate schedules
+        (ADMM steps, stage switches) are planned on the shortened run from the start.
         """
         assert self.cfg.time_limit is not None
-        fits = int(self.cfg.time_limit * 60 / max(seconds / max(step, 1), 1e-9))
+        per_step = steady / (step - 1) if step > 1 else seconds
+        fits = step + int(max(0.0, self.cfg.time_limit * 60 - seconds) / max(per_step, 1e-9))
         if fits >= self.total_steps:
             return
         self.total_steps = max(step, fits)
@@ -235,7 +240,7 @@ class Trainer:
         ctx.log["time_limit_steps"] = self.total_steps
         self.progress.message(
             f"time limit {self.cfg.time_limit:g} min: training {self.total_steps} steps "
-            f"({self.total_epochs} epochs) at {seconds / max(step, 1):.3f} s/step"
+            f"({self.total_epochs} epochs) at {per_step:.3f} s/step"
         )
 
     def fit_coder(self) -> None:
