@@ -25,6 +25,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import CLASSIC, classic_at_bpp, classic_point, kodak, machine, mean, print_table  # noqa: E402
 
+from cli._output import BarProgress  # noqa: E402
 from corelib.evaluation import evaluate  # noqa: E402
 from registry.runs import load_run  # noqa: E402
 
@@ -71,16 +72,18 @@ def main() -> None:
     rows, md_parts, points = [], [], []
     for run in args.model:
         codec = load_run(run)
-        ev = evaluate(codec, images)
+        print(f"{run}: coding {len(images)} images", file=sys.stderr, flush=True)
+        ev = evaluate(codec, images, BarProgress())
         m = ev.mean()
         label = run.name
-        points.append((label, m))
+        points.append((label, codec.config["rate"]["name"], m))
         _write_json(args.out / f"{label}.json", label, f"codec-lab run {run}, real files",
                     {k: [m[s]] for k, s in (("bpp", "bpp"), ("psnr-rgb", "psnr"),
                                              ("ms-ssim-rgb", "ms-ssim"), ("ssim-rgb", "ssim"))})  # fmt: skip
         rows.append((label, f"{m['bpp']:.4f}", f"{m['psnr']:.2f}", f"{m['ms-ssim']:.4f}",
                      f"{m['ssim']:.4f}", f"{m.get('est_bpp', float('nan')):.4f}"))  # fmt: skip
         for c in codecs:
+            print(f"  {c} at the same bpp", file=sys.stderr, flush=True)
             pts = [classic_at_bpp(p, c, r["bpp"]) for p, r in zip(images, ev.rows, strict=True)]
             rows.append((f"{c} at ≤ same bpp", f"{mean([p.bpp for p in pts]):.4f}",
                          f"{mean([p.psnr for p in pts]):.2f}", f"{mean([p.ms_ssim for p in pts]):.4f}",
@@ -111,8 +114,13 @@ def main() -> None:
                                   (axes[1], "ms-ssim-rgb", "ms-ssim", "MS-SSIM")):  # fmt: skip
         for c, res in curves.items():
             ax.plot(res["bpp"], res[key], "-", marker=".", label=CLASSIC[c][0])
-        for label, m in points:
-            ax.plot([m["bpp"]], [m[mkey]], "o", markersize=9, label=label)
+        # One line per rate strategy (its runs sorted by rate), each point named.
+        for family in dict.fromkeys(f for _, f, _ in points):
+            mine = sorted((m["bpp"], m[mkey], label) for label, f, m in points if f == family)
+            ax.plot([b for b, _, _ in mine], [v for _, v, _ in mine], "o--", markersize=8,
+                    label=f"{family} (ours)")
+            for b, v, label in mine:
+                ax.annotate(label, (b, v), fontsize=6, xytext=(4, -9), textcoords="offset points")
         ax.set_xlim(0, 1.0)
         ax.set_xlabel("bpp (real files)")
         ax.set_ylabel(ylabel)
