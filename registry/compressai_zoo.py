@@ -8,7 +8,9 @@ CompressAI looks models up in plain dicts filled at import time (no entry points
 * ``compressai.zoo.image.model_architectures[name]`` — a class with ``from_state_dict``
   (``python -m compressai.utils.eval_model checkpoint … -a NAME``);
 * ``compressai.zoo.image_models[name]`` — a factory ``(quality, metric, pretrained, …)``;
-  ``pretrained=True`` loads the run's trained weights (``eval_model pretrained -a NAME``).
+  ``pretrained=True`` loads the run's trained weights (``eval_model pretrained -a NAME``);
+* ``compressai.utils.update_model``'s own copy of the architectures, when it is imported
+  (``python -m compressai.utils.update_model --architecture NAME ckpt.pth.tar``).
 
 Registration lasts for the current process; ``codec compressai RUN -- …`` runs a CompressAI
 script or module with a run registered.
@@ -16,6 +18,7 @@ script or module with a run registered.
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -100,11 +103,24 @@ def register_codec(name: str, cls: type[Codec], replace: bool = False) -> type[C
             net.eval()
         return net
 
-    compressai.registry.MODELS[name] = cls
-    compressai.zoo.image.model_architectures[name] = cls
-    compressai.zoo.image_models[name] = factory
-    compressai.zoo.models[name] = factory
+    for table, value in _tables(cls, factory):
+        table[name] = value
     return cls
+
+
+def _tables(cls: Any, factory: Any) -> list[tuple[dict[str, Any], Any]]:
+    """CompressAI's model dicts, with what each holds for a registered codec."""
+    tables = [
+        (compressai.registry.MODELS, cls),
+        (compressai.zoo.image.model_architectures, cls),
+        (compressai.zoo.image_models, factory),
+        (compressai.zoo.models, factory),
+    ]
+    # update_model copies the architectures into its own dict when it is imported.
+    update_model = sys.modules.get("compressai.utils.update_model.__main__")
+    if update_model is not None:
+        tables.append((update_model.models, cls))
+    return tables
 
 
 def register_run(
@@ -125,8 +141,7 @@ def unregister(name: str) -> None:
     """Remove a codec this module registered (other models are left alone)."""
     if not getattr(compressai.registry.MODELS.get(name), "_codec_lab", False):
         return
-    for table in (compressai.registry.MODELS, compressai.zoo.image.model_architectures,
-                  compressai.zoo.image_models, compressai.zoo.models):  # fmt: skip
+    for table, _ in _tables(None, None):
         table.pop(name, None)
 
 

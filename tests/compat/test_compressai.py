@@ -315,3 +315,23 @@ def test_codec_compressai_runs_eval_model(trained_run: Path, tmp_path: Path) -> 
     assert proc.returncode == 0, proc.stderr[-3000:]
     res = json.loads(proc.stdout[proc.stdout.index("{"):])
     assert res["name"] == "my-run-mse" and res["results"]["bpp"][0] > 0
+
+
+def test_update_model_rewrites_a_checkpoint_of_a_registered_run(trained_run: Path, tmp_path: Path) -> None:
+    """``compressai.utils.update_model`` (imported before the registration) takes our codec."""
+    from compressai.utils.update_model.__main__ import main as update_main
+
+    from registry.runs import load_run
+
+    ours = load_run(trained_run)
+    ckpt = tmp_path / "ours.pth.tar"
+    torch.save({"state_dict": ours.state_dict()}, ckpt)
+    name = register_run(trained_run, "test-update-model")
+    try:
+        update_main(["--architecture", name, str(ckpt), "-d", str(tmp_path / "out"), "-n", "upd"])
+    finally:
+        unregister(name)
+    (written,) = (tmp_path / "out").glob("upd-*.pth.tar")
+    fresh = load_run(trained_run)
+    fresh.load_state_dict(torch.load(written, map_location="cpu", weights_only=True))
+    assert fresh.weights_digest() == ours.weights_digest()
