@@ -132,7 +132,7 @@ class Codec(CompressionModel):
     # ------------------------------------------------------------------ CompressAI API
     def _quantize(self, y: torch.Tensor) -> torch.Tensor:
         """The quantizer on the rate plugin's grid (shifted by its offset, if any)."""
-        offset = self.rate.quantization_offset()
+        offset = self.rate.quantization_offset(self.quantizer)
         if offset is None:
             return self.quantizer(y)
         return self.quantizer(y - offset) + offset

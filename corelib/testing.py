@@ -174,7 +174,7 @@ def _check_rate_round(rate: Rate, q: Quantizer, specs: Sequence[StreamSpec], y: 
     rate.eval()
     q.eval()
     with torch.no_grad():
-        offset = rate.quantization_offset()
+        offset = rate.quantization_offset(q)
         y_tilde = q(y) if offset is None else q(y - offset) + offset
         out = rate(y_tilde, features_for(y), q)
     assert isinstance(out, RateOutput)
@@ -218,7 +218,7 @@ def check_rate(rate: Rate, q: Quantizer, latent_channels: int = 4, factor: int =
         for _ in range(2):
             ctx.step += 1
             yb = torch.randn(2, latent_channels, 6, 6, generator=gen) * 3
-            offset = rate.quantization_offset()
+            offset = rate.quantization_offset(q)
             yt = q(yb) if offset is None else q(yb - offset) + offset
             out = rate(yt, features_for(yb, ctx.step), q)
             rate.on_batch_end(ctx, out)

@@ -55,7 +55,6 @@ class EntropyRate(Rate):
             raise ConfigError(f"entropy: init_scale must be > 0, got {init_scale}")
         self.weight, self.tail_mass, self.init_scale = weight, tail_mass, init_scale
         self.factor = 1
-        self.step = 1.0
 
     def check_composition(self, parts: Mapping[str, Component]) -> str | None:
         if getattr(parts["quantizer"], "grid_step", None) is None:
@@ -72,17 +71,17 @@ class EntropyRate(Rate):
         )
         return [StreamSpec("y", latent_channels, alphabet)]
 
-    def _step(self, quantizer: Quantizer) -> float:
+    @staticmethod
+    def _step(quantizer: Quantizer) -> float:
         step = quantizer.grid_step
         if step is None:
             raise ConfigError(f"entropy cannot work with quantizer {type(quantizer).name!r}",
                               "choose quantizer noise or stochastic")  # fmt: skip
-        self.step = float(step)
-        return self.step
+        return float(step)
 
-    def quantization_offset(self) -> torch.Tensor:
+    def quantization_offset(self, quantizer: Quantizer) -> torch.Tensor:
         # Round around the medians, in latent units (the density works in grid steps).
-        return (self.bottleneck.medians() * self.step).view(-1, 1, 1)
+        return (self.bottleneck.medians() * self._step(quantizer)).view(-1, 1, 1)
 
     def entropy_models(self) -> Mapping[str, torch.nn.Module]:
         return {"y": self.bottleneck}
@@ -91,7 +90,7 @@ class EntropyRate(Rate):
         self, y_tilde: torch.Tensor, features: Mapping[str, torch.Tensor], quantizer: Quantizer
     ) -> RateOutput:
         step = self._step(quantizer)
-        offset = self.quantization_offset()
+        offset = self.quantization_offset(quantizer)
         symbols = quantizer.to_symbols(y_tilde - offset)
         likelihood = self.bottleneck.likelihood(y_tilde / step if step != 1.0 else y_tilde)
         b, _, h, w = y_tilde.shape
@@ -113,8 +112,7 @@ class EntropyRate(Rate):
     def reconstruct(
         self, decoded: Mapping[str, torch.Tensor], quantizer: Quantizer, latent_hw: tuple[int, int]
     ) -> torch.Tensor:
-        self._step(quantizer)
-        return quantizer.from_symbols(decoded["y"]).unsqueeze(0) + self.quantization_offset()
+        return quantizer.from_symbols(decoded["y"]).unsqueeze(0) + self.quantization_offset(quantizer)
 
     def extra_state_info(self) -> dict[str, float]:
         return {"weight": self.weight}

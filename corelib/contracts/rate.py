@@ -109,8 +109,8 @@ class Rate(Component):
     ) -> torch.Tensor:
         """The (1, C, h, w) decoder input from every decoded stream's (C, h, w) symbols."""
 
-    def quantization_offset(self) -> torch.Tensor | None:
-        """A (C, 1, 1) shift of the quantization grid, or None (no shift).
+    def quantization_offset(self, quantizer: Quantizer) -> torch.Tensor | None:
+        """A (C, 1, 1) shift of ``quantizer``'s grid, or None (no shift).
 
         The codec quantizes ``y - offset`` and adds the offset back, so the rate plugin sees
         ``y_tilde = quantizer(y - offset) + offset`` and must add it in :meth:`reconstruct`.

@@ -76,12 +76,21 @@ def test_rate_loss_is_weighted_bits_per_pixel(registry) -> None:
     assert float(out["rate_loss"]) == pytest.approx(150.0 * float(bits) / (32 * 48), rel=1e-5)
 
 
-def test_entropy_with_a_finite_alphabet_quantizer_and_the_histogram_coder(registry, data_dirs) -> None:
+@pytest.mark.parametrize("step", [1.0, 0.5])
+def test_entropy_with_a_finite_alphabet_quantizer_and_the_histogram_coder(registry, step) -> None:
     """The entropy rate on the CAE with stochastic rounding, coded by the histogram coder."""
     torch.manual_seed(0)
-    codec = build_codec(_model(encoder=CAE, decoder=CAE, quantizer={"name": "stochastic", "bound": 7},
-                               coder={"name": "histogram"}), registry).eval()  # fmt: skip
+    q = {"name": "stochastic", "bound": 7, "step": step}
+    codec = build_codec(_model(encoder=CAE, decoder=CAE, quantizer=q, coder={"name": "histogram"}),
+                        registry).eval()  # fmt: skip
+    with torch.no_grad():
+        codec.rate.bottleneck.quantiles[:, 0, 1] = torch.linspace(-0.4, 0.3, 4)  # medians off 0
     x = image_tensor(40, 48, seed=4)
+    with torch.no_grad():
+        y_hat = codec(x)["rate"].y_hat
+    m = codec.rate.bottleneck.medians().view(1, -1, 1, 1) * step
+    units = (y_hat - m) / step
+    assert torch.allclose(units, torch.round(units), atol=1e-5)  # on the grid shifted by the medians
     codec.coder.fit_begin()
     codec.coder.fit_observe(codec.streams(x))
     codec.coder.fit_end()
