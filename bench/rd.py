@@ -27,6 +27,7 @@ from _common import CLASSIC, classic_at_bpp, classic_point, kodak, machine, mean
 
 from cli._output import BarProgress  # noqa: E402
 from corelib.evaluation import evaluate  # noqa: E402
+from corelib.runs import read_config  # noqa: E402
 from registry.runs import load_run  # noqa: E402
 
 SWEEP = {
@@ -53,6 +54,35 @@ def _write_json(path: Path, name: str, description: str, results: dict[str, list
     path.write_text(json.dumps({"name": name, "description": description, "results": results}, indent=2))
 
 
+def _family(model: dict) -> str:
+    """Runs drawn as one line: same rate strategy on the same transforms."""
+    return f"{model['rate']['name']} · {model['encoder']['name']}"
+
+
+def _plot(curves: dict, points: list, out: Path, n_images: int) -> None:
+    """Classical curves as lines, our runs as points joined per family; PSNR and MS-SSIM."""
+    fig, axes = plt.subplots(1, 2, figsize=(12, 4.5))
+    for ax, key, mkey, ylabel in ((axes[0], "psnr-rgb", "psnr", "PSNR (dB)"),
+                                  (axes[1], "ms-ssim-rgb", "ms-ssim", "MS-SSIM")):  # fmt: skip
+        for c, res in curves.items():
+            ax.plot(res["bpp"], res[key], "-", marker=".", label=CLASSIC[c][0])
+        # One line per strategy and network (its runs sorted by rate), each point named.
+        for family in dict.fromkeys(f for _, f, _ in points):
+            mine = sorted((m["bpp"], m[mkey], label) for label, f, m in points if f == family)
+            ax.plot([b for b, _, _ in mine], [v for _, v, _ in mine], "o--", markersize=8,
+                    label=f"{family} (ours)")
+            for b, v, label in mine:
+                ax.annotate(label, (b, v), fontsize=6, xytext=(4, -9), textcoords="offset points")
+        ax.set_xlim(0, 1.0)
+        ax.set_xlabel("bpp (real files)")
+        ax.set_ylabel(ylabel)
+        ax.grid(alpha=0.3)
+    axes[0].legend(fontsize=8)
+    fig.suptitle(f"Kodak ({n_images} images)")
+    fig.tight_layout()
+    fig.savefig(out / "rd_kodak.png", dpi=110)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--model", action="append", type=Path, default=[], help="run folder (repeatable)")
@@ -61,6 +91,8 @@ def main() -> None:
     ap.add_argument("--out", type=Path, default=Path("bench/out"), help="folder for PNG/JSON/MD")
     ap.add_argument("--reuse-curves", action="store_true",
                     help="reuse the classical sweeps already in --out (they depend only on the images)")
+    ap.add_argument("--plot-only", action="store_true",
+                    help="redraw the plot from the JSON files an earlier run wrote in --out")
     args = ap.parse_args()
     codecs = [c.strip() for c in args.codecs.split(",") if c.strip()]
     for c in codecs:
@@ -69,6 +101,17 @@ def main() -> None:
     args.out.mkdir(parents=True, exist_ok=True)
     images = kodak(args.images)
 
+    if args.plot_only:
+        curves = {c: json.loads((args.out / f"{c}.json").read_text())["results"] for c in codecs}
+        points = []
+        for run in args.model:
+            res = json.loads((args.out / f"{run.name}.json").read_text())["results"]
+            m = {"bpp": res["bpp"][0], "psnr": res["psnr-rgb"][0], "ms-ssim": res["ms-ssim-rgb"][0]}
+            points.append((run.name, _family(read_config(run)["model"]), m))
+        _plot(curves, points, args.out, len(images))
+        print(f"wrote {args.out / 'rd_kodak.png'}")
+        return
+
     rows, md_parts, points = [], [], []
     for run in args.model:
         codec = load_run(run)
@@ -76,7 +119,7 @@ def main() -> None:
         ev = evaluate(codec, images, BarProgress())
         m = ev.mean()
         label = run.name
-        points.append((label, codec.config["rate"]["name"], m))
+        points.append((label, _family(codec.config), m))
         _write_json(args.out / f"{label}.json", label, f"codec-lab run {run}, real files",
                     {k: [m[s]] for k, s in (("bpp", "bpp"), ("psnr-rgb", "psnr"),
                                              ("ms-ssim-rgb", "ms-ssim"), ("ssim-rgb", "ssim"))})  # fmt: skip
@@ -109,26 +152,7 @@ def main() -> None:
     md_parts.append(print_table("Classical codecs on Kodak (≤ 1 bpp)", ["codec", "bpp", "PSNR dB", "MS-SSIM"],
                                 crow))
 
-    fig, axes = plt.subplots(1, 2, figsize=(12, 4.5))
-    for ax, key, mkey, ylabel in ((axes[0], "psnr-rgb", "psnr", "PSNR (dB)"),
-                                  (axes[1], "ms-ssim-rgb", "ms-ssim", "MS-SSIM")):  # fmt: skip
-        for c, res in curves.items():
-            ax.plot(res["bpp"], res[key], "-", marker=".", label=CLASSIC[c][0])
-        # One line per rate strategy (its runs sorted by rate), each point named.
-        for family in dict.fromkeys(f for _, f, _ in points):
-            mine = sorted((m["bpp"], m[mkey], label) for label, f, m in points if f == family)
-            ax.plot([b for b, _, _ in mine], [v for _, v, _ in mine], "o--", markersize=8,
-                    label=f"{family} (ours)")
-            for b, v, label in mine:
-                ax.annotate(label, (b, v), fontsize=6, xytext=(4, -9), textcoords="offset points")
-        ax.set_xlim(0, 1.0)
-        ax.set_xlabel("bpp (real files)")
-        ax.set_ylabel(ylabel)
-        ax.grid(alpha=0.3)
-    axes[0].legend(fontsize=8)
-    fig.suptitle(f"Kodak ({len(images)} images)")
-    fig.tight_layout()
-    fig.savefig(args.out / "rd_kodak.png", dpi=110)
+    _plot(curves, points, args.out, len(images))
     (args.out / "rd_kodak.md").write_text("\n\n".join(md_parts) + "\n")
     print(f"wrote {args.out / 'rd_kodak.png'}, {args.out / 'rd_kodak.md'} and JSON per codec")
 
