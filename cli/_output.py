@@ -75,7 +75,7 @@ class BarProgress:
     def start(self, task: str, total: int) -> None:
         self.stop()
         if not err.is_terminal:
-            err.print(f"{task}: {total} steps")
+            err.print(f"{task}: {total}", highlight=False)
             return
         self._bar = Progress(
             TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),

@@ -267,6 +267,7 @@ class Codec(CompressionModel):
                     "the file is damaged or was made by a different model",
                 )
         outs = []
+        device = next(self.parameters(), torch.empty(0)).device
         with self._inference():
             for i in range(len(strings[0])):
                 decoded: dict[str, torch.Tensor] = {}
@@ -288,7 +289,7 @@ class Codec(CompressionModel):
                             "encoded (checksum mismatch)",
                             "the file is damaged or was coded by a different model or build",
                         )
-                    decoded[spec.name] = sym
+                    decoded[spec.name] = sym.to(device)  # coders decode on the CPU
                 y_hat = self.rate.reconstruct(decoded, self.quantizer, hw)
                 outs.append(self.synthesis(y_hat).clamp(0, 1))
         x_hat = torch.cat(outs, 0)

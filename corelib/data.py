@@ -11,18 +11,14 @@ from corelib.images import list_images, load_image, sample_images
 
 __all__ = ["CropSampler", "training_images", "validation_images"]
 
-VALIDATION_SAMPLES = 2
-"""The last shipped samples are held out for the built-in evaluation."""
-
-
 def training_images(folder: str | None) -> list[Path]:
-    """Images of ``folder``, or the shipped samples minus the held-out ones."""
-    return list_images(folder) if folder else sample_images()[:-VALIDATION_SAMPLES]
+    """Images of ``folder``, or the shipped training samples."""
+    return list_images(folder) if folder else sample_images("train")
 
 
 def validation_images(folder: str | None) -> list[Path]:
-    """Images of ``folder``, or the held-out shipped samples."""
-    return list_images(folder) if folder else sample_images()[-VALIDATION_SAMPLES:]
+    """Images of ``folder``, or the held-out shipped samples (never trained on)."""
+    return list_images(folder) if folder else sample_images("held-out")
 
 
 class CropSampler:

@@ -15,11 +15,12 @@ import torch
 from corelib.codec import Codec
 from corelib.container import unpack
 from corelib.files import decode_bytes, encode_image
-from corelib.images import atomic_output, load_image
+from corelib.images import load_image, save_image
 from corelib.metrics import bpp_from_likelihoods, quality
+from corelib.outputs import atomic_output, check_output
 from corelib.progress import NullProgress, Progress
 
-__all__ = ["EvalResult", "evaluate"]
+__all__ = ["EvalResult", "evaluate", "kept_names"]
 
 COLUMNS = ("bpp", "psnr", "ms-ssim", "ssim", "enc_s", "dec_s", "est_bpp")
 
@@ -67,41 +68,63 @@ class EvalResult:
         }
 
 
+def kept_names(image: Path) -> tuple[str, str]:
+    """Names of an image's compressed file and reconstruction in a ``keep_dir``.
+
+    The full file name is kept (``a.png`` → ``a.png.cdl``), so ``a.png`` and ``a.jpg`` in one
+    folder never write the same file; the reconstruction never takes an input's name.
+    """
+    return f"{image.name}.cdl", f"{image.name}.decoded.png"
+
+
 def evaluate(
     codec: Codec,
     images: Sequence[Path],
     progress: Progress | None = None,
     keep_dir: Path | None = None,
+    overwrite: bool = False,
+    device: torch.device | str = "cpu",
 ) -> EvalResult:
     """Compress to a real file and decompress every image; measure rate, quality, time.
 
     Args:
-        codec: the codec (put in eval mode here).
+        codec: the codec (put in eval mode and moved to ``device`` here).
         images: image files.
         progress: receives one unit per image.
-        keep_dir: keep the compressed files and reconstructions here (default: a
-            temporary folder, removed afterwards).
+        keep_dir: keep the compressed files (``NAME.cdl``) and reconstructions
+            (``NAME.decoded.png``) here (default: a temporary folder, removed afterwards).
+        overwrite: replace files of an earlier evaluation in ``keep_dir``; without it, any
+            file already there is refused before the first image is coded.
+        device: where the networks run (coding itself is on the CPU).
     """
     progress = progress or NullProgress()
-    codec.eval()
+    codec.to(device).eval()
     digest = codec.weights_digest()
     result = EvalResult()
-    progress.start("evaluating", len(images))
+    if keep_dir is not None:
+        for path in images:
+            for name in kept_names(path):
+                check_output(Path(keep_dir) / name, overwrite)
+    progress.start("evaluating (images)", len(images))
     with tempfile.TemporaryDirectory(prefix="codec-eval-") as tmp:
         out_dir = Path(keep_dir) if keep_dir else Path(tmp)
         for path in images:
             x, notice = load_image(path)
+            x = x.to(device)
             if notice:
                 result.notices.append(notice)
-            file = out_dir / f"{path.stem}.cdl"
+            cdl_name, png_name = kept_names(path)
+            file = out_dir / cdl_name
             t0 = time.perf_counter()
             data = encode_image(codec, x, digest)
-            with atomic_output(file) as part:
+            with atomic_output(file, overwrite=overwrite) as part:
                 part.write_bytes(data)
             enc_s = time.perf_counter() - t0
             t1 = time.perf_counter()
             x_hat = decode_bytes(codec, file.read_bytes(), str(file), digest)
             dec_s = time.perf_counter() - t1
+            if keep_dir is not None:
+                save_image(x_hat, out_dir / png_name, overwrite=overwrite)
             h, w = x.shape[-2:]
             with torch.no_grad():
                 fwd = codec(codec.pad(x))

@@ -2,21 +2,20 @@
 
 from __future__ import annotations
 
-import os
-import tempfile
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
 import torch
 from PIL import Image, UnidentifiedImageError
 
-from corelib.errors import DataError, ImageError, OutputError
+from corelib.errors import DataError, ImageError
+from corelib.outputs import atomic_output
 
 __all__ = [
     "IMAGE_SUFFIXES",
-    "atomic_output",
+    "SAMPLE_SPLITS",
+    "atomic_output",  # re-exported from corelib.outputs
+    "image_pixels",
     "list_images",
     "load_image",
     "sample_images",
@@ -70,6 +69,16 @@ def load_image(path: str | Path) -> tuple[torch.Tensor, str | None]:
     return x[None], notice
 
 
+def image_pixels(path: str | Path) -> int:
+    """Width × height of an image file, read from its header (the pixels are not decoded)."""
+    try:
+        with Image.open(path) as im:
+            w, h = im.size
+    except (UnidentifiedImageError, OSError, ValueError) as e:
+        raise ImageError(f"cannot read image {path}: {e}", "pass a PNG or JPEG image") from e
+    return w * h
+
+
 def to_uint8(x: torch.Tensor) -> np.ndarray:
     """(1, 3, H, W) or (3, H, W) float in [0, 1] → (H, W, 3) uint8, rounded as CompressAI does."""
     if x.dim() == 4:
@@ -77,39 +86,14 @@ def to_uint8(x: torch.Tensor) -> np.ndarray:
     return x.detach().clamp(0, 1).mul(255).round().to(torch.uint8).permute(1, 2, 0).cpu().numpy()
 
 
-@contextmanager
-def atomic_output(path: str | Path) -> Iterator[Path]:
-    """Yield a temporary path beside ``path``; rename it into place only on success."""
-    target = Path(path)
-    parent = target.parent if str(target.parent) else Path(".")
-    if not parent.is_dir():
-        raise OutputError(f"cannot write {target}: folder {parent} does not exist",
-                          "create the folder or choose another output path")
-    if target.is_dir():
-        raise OutputError(f"cannot write {target}: it is a folder", "give a file name")
-    try:
-        fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".part", dir=parent)
-    except OSError as e:
-        raise OutputError(f"cannot write {target}: {e.strerror}",
-                          "choose a writable output path") from e
-    os.close(fd)
-    tmp_path = Path(tmp)
-    try:
-        yield tmp_path
-        os.replace(tmp_path, target)
-    except OSError as e:
-        raise OutputError(f"cannot write {target}: {e.strerror}",
-                          "choose a writable output path") from e
-    finally:
-        if tmp_path.exists():
-            tmp_path.unlink()
+def save_image(x: torch.Tensor, path: str | Path, *, overwrite: bool = False) -> None:
+    """Write an image atomically; the format follows the suffix (PNG when there is none).
 
-
-def save_image(x: torch.Tensor, path: str | Path) -> None:
-    """Write an image atomically; the format follows the suffix (PNG when there is none)."""
+    An existing file is refused unless ``overwrite``.
+    """
     target = Path(path)
     fmt = Image.registered_extensions().get(target.suffix.lower(), "PNG")
-    with atomic_output(target) as tmp:
+    with atomic_output(target, overwrite=overwrite) as tmp:
         Image.fromarray(to_uint8(x)).save(tmp, format=fmt)
 
 
@@ -126,6 +110,18 @@ def list_images(folder: str | Path) -> list[Path]:
     return files
 
 
-def sample_images() -> list[Path]:
-    """The small Kodak crops shipped with the package (Kodak: released for unrestricted use)."""
-    return list_images(Path(__file__).parent / "samples")
+SAMPLE_SPLITS = ("train", "held-out")
+"""Folders of the shipped samples: training images, and images never trained on."""
+
+
+def sample_images(split: str | None = None) -> list[Path]:
+    """The small Kodak crops shipped with the package (Kodak: released for unrestricted use).
+
+    Args:
+        split: ``train``, ``held-out`` (evaluated after a build, never trained on), or None
+            for all of them.
+    """
+    root = Path(__file__).parent / "samples"
+    if split is not None:
+        return list_images(root / split)
+    return sorted((p for s in SAMPLE_SPLITS for p in list_images(root / s)), key=lambda p: p.name)

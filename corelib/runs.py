@@ -24,18 +24,23 @@ from safetensors.torch import load_file, save_file
 
 from corelib.codec import Codec
 from corelib.errors import RunError
-from corelib.images import atomic_output
+from corelib.outputs import atomic_output
 
-__all__ = ["RUN_FILES", "check_run_dir", "load_weights", "read_config", "save_weights",
+__all__ = ["RUN_FILES", "RUN_FOLDER_FILES", "check_run_dir", "load_weights", "read_config", "save_weights",
            "write_json", "write_text"]  # fmt: skip
 
 RUN_FILES = ("config.yaml", "weights.safetensors")
+"""The files that make a folder a usable run."""
+
+RUN_FOLDER_FILES = ("config.yaml", "weights.safetensors", "run.json", "train_log.csv", "checkpoint.pt",
+                    "metrics.json", "report.md")  # fmt: skip
+"""Every file ``codec build`` writes into a run folder (``--force`` replaces only these)."""
 
 
-def save_weights(codec: Codec, path: Path) -> None:
+def save_weights(codec: Codec, path: Path, *, overwrite: bool = False) -> None:
     """Write the codec's state dict as safetensors, atomically."""
     state = {k: v.detach().cpu().contiguous().clone() for k, v in codec.state_dict().items()}
-    with atomic_output(path) as tmp:
+    with atomic_output(path, overwrite=overwrite) as tmp:
         save_file(state, str(tmp))
 
 
@@ -79,15 +84,15 @@ def read_config(run: Path) -> dict[str, Any]:
     return cfg
 
 
-def write_text(path: Path, text: str) -> None:
-    """Write text atomically."""
-    with atomic_output(path) as tmp:
+def write_text(path: Path, text: str, *, overwrite: bool = False) -> None:
+    """Write text atomically (an existing file only with ``overwrite``)."""
+    with atomic_output(path, overwrite=overwrite) as tmp:
         tmp.write_text(text)
 
 
-def write_json(path: Path, obj: Any) -> None:
-    """Write JSON (indented) atomically."""
-    write_text(path, json.dumps(obj, indent=2, default=float) + "\n")
+def write_json(path: Path, obj: Any, *, overwrite: bool = False) -> None:
+    """Write JSON (indented) atomically (an existing file only with ``overwrite``)."""
+    write_text(path, json.dumps(obj, indent=2, default=float) + "\n", overwrite=overwrite)
 
 
 def torch_load_checkpoint(path: Path) -> dict[str, Any]:

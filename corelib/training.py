@@ -19,27 +19,17 @@ from corelib.codec import Codec
 from corelib.config import TrainConfig
 from corelib.contracts import TrainContext
 from corelib.data import CropSampler
-from corelib.images import atomic_output, load_image
+from corelib.devices import resolve_device
+from corelib.images import image_pixels, load_image
 from corelib.losses import distortion_loss
 from corelib.metrics import bpp_from_likelihoods
+from corelib.outputs import atomic_output
 from corelib.progress import NullProgress, Progress
 
-__all__ = ["TrainResult", "Trainer", "resolve_device"]
+__all__ = ["TrainResult", "Trainer", "resolve_device"]  # resolve_device: from corelib.devices
 
 LOG_FIELDS = ("epoch", "step", "loss", "distortion", "rate_loss", "est_bpp", "psnr", "lr", "kept",
               "seconds", "event")  # fmt: skip
-
-
-def resolve_device(name: str) -> torch.device:
-    """``auto`` → cuda when available, else cpu."""
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if name == "cuda" and not torch.cuda.is_available():
-        from corelib.errors import ConfigError
-
-        raise ConfigError("train.device is cuda but no CUDA device is available",
-                          "use --device cpu or auto")
-    return torch.device(name)
 
 
 @dataclass
@@ -51,6 +41,8 @@ class TrainResult:
     seconds: float
     fit_seconds: float
     history: list[dict[str, Any]] = field(default_factory=list)
+    fit_images: int = 0
+    """Training images the entropy coder was fitted on (0: nothing to fit)."""
 
 
 def _net_aux_split(codec: Codec) -> tuple[list[torch.nn.Parameter], list[torch.nn.Parameter]]:
@@ -64,6 +56,10 @@ def _net_aux_split(codec: Codec) -> tuple[list[torch.nn.Parameter], list[torch.n
 
 class Trainer:
     """Trains a codec on random crops, then fits its entropy coder on whole training images.
+
+    The two stages share one budget: the coder fit sees at most as many pixels as training
+    did (``steps × batch_size × crop²``), so ``--steps`` bounds the whole build, and with
+    ``time_limit`` the training plan leaves room for the fit, which also stops at the limit.
 
     Args:
         codec: the composed codec (moved to the configured device).
@@ -95,6 +91,30 @@ class Trainer:
         self.total_steps = cfg.epochs * spe if cfg.steps is None else min(cfg.steps, cfg.epochs * spe)
         self.total_epochs = math.ceil(self.total_steps / spe)
         self.loss_fn = distortion_loss(cfg.loss, cfg.crop)
+        self._t0 = 0.0
+
+    @property
+    def fits_coder(self) -> bool:
+        """Whether a coder-fitting stage follows training."""
+        return bool(self.cfg.fit_coder and self.codec.coder.fits_on_codes and self.fit_images)
+
+    def fit_plan(self, total_steps: int | None = None) -> list[Path]:
+        """The training images the coder fit will observe, for a run of ``total_steps``.
+
+        ``train.fit_images`` caps the count; the pixels training sees
+        (``steps × batch_size × crop²``) cap the total size, with at least one image.
+        """
+        steps = self.total_steps if total_steps is None else total_steps
+        images = self.fit_images[: self.cfg.fit_images] if self.cfg.fit_images else self.fit_images
+        budget = steps * self.cfg.batch_size * self.cfg.crop**2
+        chosen: list[Path] = []
+        pixels = 0
+        for path in images:
+            if chosen and pixels >= budget:
+                break
+            chosen.append(path)
+            pixels += image_pixels(path)
+        return chosen
 
     def _seed(self) -> None:
         torch.manual_seed(self.cfg.seed)
@@ -122,7 +142,7 @@ class Trainer:
             "epoch": epoch,
             "step": step,
         }
-        with atomic_output(self.run_dir / "checkpoint.pt") as tmp:
+        with atomic_output(self.run_dir / "checkpoint.pt", overwrite=True) as tmp:  # each epoch
             torch.save(state, tmp)
 
     def run(self) -> TrainResult:
@@ -139,10 +159,16 @@ class Trainer:
         codec.train()
         codec.rate.on_train_start(ctx)
         history: list[dict[str, Any]] = []
-        t0 = time.perf_counter()
+        t0 = self._t0 = time.perf_counter()
         t_first = t0
         step, lr_scale = 0, 1.0
-        self.progress.start("training", self.total_steps)
+        stages = 2 if self.fits_coder else 1
+        if stages == 2:
+            self.progress.message(
+                f"stage 1/2: training, {self.total_steps} steps; stage 2/2: fitting the "
+                f"{type(codec.coder).name} coder on {len(self.fit_plan())} training image(s)")
+        self.progress.start("training (steps)" if stages == 1 else "1/2 training (steps)",
+                            self.total_steps)
         epoch = -1
         while epoch + 1 < self.total_epochs:
             epoch += 1
@@ -214,13 +240,13 @@ class Trainer:
         self.progress.stop()
         seconds = time.perf_counter() - t0
         t1 = time.perf_counter()
-        if cfg.fit_coder and codec.coder.fits_on_codes:
-            self.fit_coder()
+        fitted = self.fit_coder() if self.fits_coder else 0
         # Tables from quantiles found by bisection, not only the aux loss: a short run's
         # quantiles have not converged, and symbols outside them cost escape bits.
         codec.update(force=True, update_quantiles=True)
         codec.eval()
-        return TrainResult(step, self.total_epochs, seconds, time.perf_counter() - t1, history)
+        return TrainResult(step, self.total_epochs, seconds, time.perf_counter() - t1, history,
+                           fit_images=fitted)  # fmt: skip
 
     def _fit_time_limit(self, ctx: TrainContext, step: int, seconds: float, steady: float) -> None:
         """Shrink the plan to what fits ``time_limit``, measured on the first epoch.
@@ -230,8 +256,20 @@ class Trainer:
         (ADMM steps, stage switches) are planned on the shortened run from the start.
         """
         assert self.cfg.time_limit is not None
-        per_step = steady / (step - 1) if step > 1 else seconds
-        fits = step + int(max(0.0, self.cfg.time_limit * 60 - seconds) / max(per_step, 1e-9))
+        per_step = max(steady / (step - 1) if step > 1 else seconds, 1e-9)
+        left = max(0.0, self.cfg.time_limit * 60 - seconds)
+        fits = step + int(left / per_step)
+        if self.fits_coder:
+            # Leave room for the coder fit: an eval forward costs about a third of a training
+            # step per pixel (no backward, no loss), and the fit sees at most the training pixels.
+            per_pixel = per_step / (self.cfg.batch_size * self.cfg.crop**2) / 3
+            all_fit = sum(image_pixels(p) for p in self.fit_plan(self.total_steps)) * per_pixel
+            lo, hi = step, fits
+            while lo < hi:  # the largest plan whose training and fit both fit in what is left
+                mid = (lo + hi + 1) // 2
+                cost = (mid - step) * per_step + min(all_fit, mid * per_step / 3)
+                lo, hi = (mid, hi) if cost <= left else (lo, mid - 1)
+            fits = lo
         if fits >= self.total_steps:
             return
         self.total_steps = max(step, fits)
@@ -243,15 +281,27 @@ class Trainer:
             f"({self.total_epochs} epochs) at {per_step:.3f} s/step"
         )
 
-    def fit_coder(self) -> None:
-        """Stage 2: fit the entropy coder's model on the hard codes of whole training images."""
-        images = self.fit_images[: self.cfg.fit_images] if self.cfg.fit_images else self.fit_images
+    def fit_coder(self) -> int:
+        """Stage 2: fit the entropy coder's model on the hard codes of whole training images.
+
+        Observes the images of :meth:`fit_plan`, stopping early (after at least one) when
+        ``time_limit`` is reached. Returns the number of images observed.
+        """
+        images = self.fit_plan()
         coder = self.codec.coder
+        deadline = self._t0 + self.cfg.time_limit * 60 if self.cfg.time_limit is not None else None
         coder.fit_begin()
-        self.progress.start("fitting entropy coder", len(images))
+        self.progress.start(f"2/2 fitting the {type(coder).name} coder (images)", len(images))
+        done = 0
         for path in images:
+            if done and deadline is not None and time.perf_counter() > deadline:
+                self.progress.message(f"time limit {self.cfg.time_limit:g} min reached: coder fitted "
+                                      f"on {done} of {len(images)} image(s)")
+                break
             x = load_image(path)[0].to(self.device)
             coder.fit_observe(self.codec.streams(x))
+            done += 1
             self.progress.advance(1)
         coder.fit_end()
         self.progress.stop()
+        return done

@@ -18,6 +18,7 @@ from corelib.errors import OutputError
 from corelib.evaluation import EvalResult, evaluate
 from corelib.progress import Progress
 from corelib.runs import (
+    RUN_FOLDER_FILES,
     check_run_dir,
     load_weights,
     read_config,
@@ -29,7 +30,7 @@ from corelib.training import Trainer, TrainResult
 from registry.components import Registry
 from registry.compose import build_codec
 
-__all__ = ["describe", "load_run", "train_run"]
+__all__ = ["describe", "load_run", "prepare_run_dir", "train_run"]
 
 
 def load_run(path: str | Path, registry: Registry | None = None) -> Codec:
@@ -61,13 +62,31 @@ def describe(codec: Codec, patch: int = 128) -> dict[str, Any]:
     }
 
 
-def _prepare(out: Path) -> None:
+def prepare_run_dir(out: Path, overwrite: bool = False) -> None:
+    """Create the run folder ``out``, or refuse it with what to do instead.
+
+    An existing non-empty folder is refused unless ``overwrite``; even then only a run
+    folder is replaced (its known files removed), never a folder holding anything else.
+    """
     if out.exists() and not out.is_dir():
         raise OutputError(f"cannot create run folder {out}: a file is there",
                           "choose another --out")
-    if out.exists() and any(out.iterdir()):
-        raise OutputError(f"run folder {out} already exists and is not empty",
-                          "choose another --out or remove the folder")
+    if out.exists():
+        entries = list(out.iterdir())
+        if entries and not overwrite:
+            raise OutputError(f"run folder {out} already exists and is not empty",
+                              "pass --force to replace the run in it, or choose another --out")
+        # Leftover temporary files of an interrupted write are part of a run folder too.
+        foreign = sorted(e.name for e in entries if not (
+            e.name in RUN_FOLDER_FILES or (e.name.startswith(".") and e.name.endswith(".part"))))
+        if foreign:
+            raise OutputError(
+                f"--force replaces only run folders, and {out} also holds {', '.join(foreign[:3])}"
+                + (" …" if len(foreign) > 3 else ""),
+                "choose another --out (nothing was deleted)",
+            )
+        for e in entries:
+            e.unlink()
     try:
         out.mkdir(parents=True, exist_ok=True)
     except OSError as e:
@@ -79,7 +98,8 @@ def _report(config: dict[str, Any], codec: Codec, result: TrainResult, ev: EvalR
     info = describe(codec)
     lines = ["# codec-lab run", "", f"Created {_dt.datetime.now().isoformat(timespec='seconds')}, "
              f"preset `{config['preset']}`, {result.steps} steps in {result.epochs} epochs, "
-             f"{result.seconds:.0f} s training + {result.fit_seconds:.0f} s coder fit.", "",
+             f"{result.seconds:.0f} s training + {result.fit_seconds:.0f} s coder fit "
+             f"({result.fit_images} image(s)).", "",
              "| kind | component | parameters |", "|---|---|---|"]  # fmt: skip
     for kind, c in info["components"].items():
         lines.append(f"| {kind} | {c['name']} {c['version']} | {c['parameters']:,} |")
@@ -118,8 +138,12 @@ def train_run(
     out: Path,
     registry: Registry | None = None,
     progress: Progress | None = None,
+    overwrite: bool = False,
 ) -> tuple[Codec, TrainResult, EvalResult]:
-    """Build the codec ``config`` describes, train it, and write the run folder ``out``."""
+    """Build the codec ``config`` describes, train it, and write the run folder ``out``.
+
+    ``overwrite`` replaces an earlier run in ``out`` (see :func:`prepare_run_dir`).
+    """
     registry = registry or Registry()
     train_cfg = TrainConfig(**config["train"])
     torch.manual_seed(train_cfg.seed)  # the initial weights are part of what the seed reproduces
@@ -128,7 +152,7 @@ def train_run(
     train_paths = training_images(data["train"])
     val_paths = validation_images(data["val"])
     sampler = CropSampler(train_paths, train_cfg.crop, seed=train_cfg.seed)
-    _prepare(out)
+    prepare_run_dir(out, overwrite)
     write_text(out / "config.yaml", yaml.safe_dump(config, sort_keys=False))
     trainer = Trainer(codec, train_cfg, sampler, fit_images=train_paths, run_dir=out,
                       progress=progress)  # fmt: skip
@@ -150,6 +174,7 @@ def train_run(
         "epochs": result.epochs,
         "train_seconds": round(result.seconds, 2),
         "fit_seconds": round(result.fit_seconds, 2),
+        "fit_images": result.fit_images,
         "train_images": len(train_paths),
         "rate": codec.rate.extra_state_info(),
     })  # fmt: skip

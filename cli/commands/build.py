@@ -11,9 +11,11 @@ from typing import Annotated
 import typer
 import yaml
 
+from cli import _state
 from cli._output import BarProgress, err, handle_errors, out
 from corelib.config import load_yaml, parse_sets
 from corelib.data import validation_images
+from corelib.devices import cpu_busy, resolve_device
 from registry.components import Registry
 from registry.compose import assemble_config, build_codec
 from registry.runs import describe, train_run
@@ -43,6 +45,8 @@ def build(
     dry_run: Annotated[bool, typer.Option(
         "--dry-run", help="Print the composed codec and config; do not train.")] = False,
     as_json: Annotated[bool, typer.Option("--json", help="With --dry-run: print JSON.")] = False,
+    force: Annotated[bool, typer.Option(
+        "--force", "-f", help="Replace an earlier run in --out (only a run folder is replaced).")] = False,
 ) -> None:
     """Compose a codec from plugins and train it.
 
@@ -90,23 +94,43 @@ def build(
         stamp = _dt.datetime.now().strftime("%Y%m%d-%H%M%S")
         m = cfg["model"]
         out_dir = Path("runs") / f"{m['encoder']['name']}-{m['rate']['name']}-{stamp}"
+    _notices(cfg)
     where = cfg["data"]["train"] or "built-in samples"
     err.print(f"Training {cfg['model']['encoder']['name']} + {cfg['model']['rate']['name']} + "
               f"{cfg['model']['coder']['name']} (preset {cfg['preset']}) on {where} → {out_dir}",
               highlight=False)  # fmt: skip
-    _, result, ev = train_run(cfg, out_dir, registry, BarProgress())
+    _, result, ev = train_run(cfg, out_dir, registry, BarProgress(), overwrite=force)
     m = ev.mean()
     out.print(f"\nRun folder: {out_dir}", highlight=False)
-    out.print(f"  {result.steps} steps, {result.seconds:.0f} s; validation: real bpp "
+    fit = (f" + coder fit on {result.fit_images} image(s), {result.fit_seconds:.0f} s"
+           if result.fit_images else "")
+    out.print(f"  {result.steps} steps, {result.seconds:.0f} s{fit}; validation: real bpp "
               f"{m.get('bpp', float('nan')):.4f} (estimated {m.get('est_bpp', float('nan')):.4f}), "
               f"PSNR {m.get('psnr', float('nan')):.2f} dB, MS-SSIM {m.get('ms-ssim', float('nan')):.4f}",
               highlight=False)  # fmt: skip
-    example = validation_images(cfg["data"]["val"])[0]
+    # Every suggestion uses held-out images: evaluating on training images flatters a codec.
+    held_out = validation_images(cfg["data"]["val"])
+    example = held_out[0]
     run = shlex.quote(str(out_dir))
-    out.print("\nCompress and restore an image with it:", highlight=False)
+    out.print("\nCompress and restore a held-out image with it:", highlight=False)
     out.print(f"  codec compress {shlex.quote(str(example))} --model {run} -o {example.stem}.cdl",
               highlight=False)
-    out.print(f"  codec decompress {example.stem}.cdl --model {run} -o {example.stem}-decoded.png",
+    out.print(f"  codec decompress {example.stem}.cdl --model {run} -o {example.stem}.decoded.png",
               highlight=False)
-    out.print(f"  codec eval --model {run} --data {shlex.quote(str(example.parent))}",
-              highlight=False)
+    out.print(f"Evaluate it on the {len(held_out)} held-out image(s):", highlight=False)
+    out.print(f"  codec eval --model {run} --data {shlex.quote(str(example.parent))}", highlight=False)
+
+
+def _notices(cfg: dict) -> None:
+    """Warn about what makes a build slow or its numbers misleading, before it starts."""
+    data = cfg["data"]
+    if data["train"] and data["val"] and Path(data["train"]).resolve() == Path(data["val"]).resolve():
+        err.print("Notice: --val is the training folder; the validation numbers will flatter the "
+                  "codec (pass a folder of images it does not train on)", highlight=False)
+    busy = cpu_busy()
+    device = cfg["train"].get("device", "auto")
+    if busy and _state.threads is None and resolve_device(device).type == "cpu":
+        load, cores = busy
+        err.print(f"Notice: the CPU is already busy (load {load:.1f} on {cores} cores); training "
+                  "beside another job can run many times slower. `codec --threads 1 build …` "
+                  "(or CODEC_THREADS=1) avoids the oversubscription.", highlight=False)

@@ -10,9 +10,10 @@ from typing import Annotated
 import torch
 import typer
 
+from cli._options import Force
 from cli._output import err, handle_errors, out
 from corelib.errors import ConfigError, OutputError
-from corelib.images import atomic_output
+from corelib.outputs import atomic_output, check_output
 from registry.compressai_zoo import register_run
 from registry.runs import load_run
 
@@ -43,6 +44,7 @@ def compressai_cmd(
     export: Annotated[Path | None, typer.Option("--export",
                       help="Also write the weights as a CompressAI checkpoint "
                            "(`{'state_dict': …}`, .pth.tar).")] = None,
+    force: Force = False,
 ) -> None:
     """Register a run in CompressAI's model registries, then run a CompressAI tool with it.
 
@@ -56,13 +58,15 @@ def compressai_cmd(
     `compressai.registry.MODELS[NAME]` then build the codec. Python code can do the same with
     `registry.compressai_zoo.register_run(RUN, NAME)`.
     """
+    if export is not None:
+        check_output(export, force)
     used = register_run(model, name)
     err.print(f"Registered {model} in CompressAI as {used!r}.")
     if export is not None:
         codec = load_run(model)
         codec.update()
         try:
-            with atomic_output(export) as tmp:
+            with atomic_output(export, overwrite=force) as tmp:
                 torch.save({"state_dict": codec.state_dict()}, tmp)
         except OSError as e:
             raise OutputError(f"cannot write {export}: {e.strerror}", "choose a writable path") from e

@@ -7,10 +7,24 @@ from typing import Annotated
 
 import typer
 
+from cli._options import Device, Force
 from cli._output import handle_errors, out
+from corelib.devices import resolve_device
 from corelib.files import decode_bytes, read_compressed
-from corelib.images import save_image
+from corelib.images import IMAGE_SUFFIXES, save_image
+from corelib.outputs import check_output
 from registry.runs import load_run
+
+
+def default_output(file: Path) -> Path:
+    """``photo.png.cdl`` or ``photo.cdl`` → ``photo.decoded.png`` in the current folder.
+
+    Never the name of the original image: decoding next to a photo must not replace it.
+    """
+    stem = Path(file.name[:-4] if file.name.lower().endswith(".cdl") else file.stem)
+    if stem.suffix.lower() in IMAGE_SUFFIXES:
+        stem = Path(stem.stem)
+    return Path(f"{stem.name or 'image'}.decoded.png")
 
 
 @handle_errors
@@ -18,17 +32,24 @@ def decompress(
     file: Annotated[Path, typer.Argument(help="File written by `codec compress`.")],
     model: Annotated[Path, typer.Option("--model", "-m", help="Run folder that made the file.")],
     output: Annotated[Path | None, typer.Option(
-        "--output", "-o", help="Image to write (default: FILE name + .png).")] = None,
+        "--output", "-o",
+        help="Image to write; the format follows the suffix (default: <stem>.decoded.png in "
+             "the current folder: photo.png.cdl → photo.decoded.png).")] = None,
+    force: Force = False,
+    device: Device = "auto",
 ) -> None:
     """Restore an image from a compressed file.
 
+    An existing output file is refused unless --force is given.
+
     Example:
-      codec decompress photo.cdl --model runs/admm1 -o photo.png
+      codec decompress photo.cdl --model runs/admm1 -o photo-decoded.png
     """
+    target = check_output(output or default_output(file), force, inputs=[file])
+    dev = resolve_device(device)
     data = read_compressed(file)
-    codec = load_run(model)
+    codec = load_run(model).to(dev)
     x_hat = decode_bytes(codec, data, str(file))
-    target = output or Path(f"{file.stem}.png")
-    save_image(x_hat, target)
+    save_image(x_hat, target, overwrite=force)
     h, w = x_hat.shape[-2:]
     out.print(f"{file} → {target} ({w}x{h}, {len(data) * 8 / (h * w):.4f} bpp)", highlight=False)

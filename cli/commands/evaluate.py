@@ -9,10 +9,13 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
+from cli._options import Device, Force
 from cli._output import BarProgress, err, handle_errors, out
+from corelib.devices import resolve_device
 from corelib.errors import OutputError
 from corelib.evaluation import evaluate
 from corelib.images import list_images
+from corelib.outputs import check_output
 from corelib.runs import write_json
 from registry.runs import load_run
 
@@ -28,15 +31,23 @@ def evaluate_cmd(
     json_out: Annotated[Path | None, typer.Option(
         "--json", help="Write results in CompressAI's JSON schema here.")] = None,
     keep: Annotated[Path | None, typer.Option(
-        help="Keep the compressed files in this folder.")] = None,
+        help="Keep the compressed files (NAME.cdl) and reconstructions (NAME.decoded.png) in "
+             "this folder.")] = None,
+    force: Force = False,
+    device: Device = "auto",
 ) -> None:
     """Compress and decompress every image with real files; print bpp, PSNR, MS-SSIM, SSIM, times.
 
     bpp is the file size × 8 / pixels. "est. bpp" is the model's likelihood estimate.
 
+    Existing --json or --keep files are refused unless --force is given.
+
     Example:
       codec eval --model runs/admm1 --data ../shared/data/kodak --json admm1.json
     """
+    if json_out is not None:
+        check_output(json_out, force, flag="--force")
+    dev = resolve_device(device)
     images = list_images(data)
     codec = load_run(model)
     if keep is not None:
@@ -45,7 +56,7 @@ def evaluate_cmd(
         except OSError as e:
             raise OutputError(f"cannot create --keep folder {keep}: {e.strerror}",
                               "give a folder path you can write to") from e
-    result = evaluate(codec, images, BarProgress(), keep_dir=keep)
+    result = evaluate(codec, images, BarProgress(), keep_dir=keep, overwrite=force, device=dev)
     for notice in result.notices:
         err.print(f"Notice: {notice}", highlight=False)
     table = Table(title=f"{model} on {data} ({len(images)} images)")
@@ -73,5 +84,7 @@ def evaluate_cmd(
     if json_out is not None:
         m = codec.config
         name = f"{m['encoder']['name']}+{m['rate']['name']}+{m['coder']['name']}"
-        write_json(json_out, result.to_compressai(name, f"codec-lab {model}, real files"))
-        out.print(f"Results (CompressAI schema): {json_out}", highlight=False)
+        write_json(json_out, result.to_compressai(name, f"codec-lab {model}, real files"), overwrite=force)
+        out.print(f"Wrote {json_out} (results in CompressAI's schema)", highlight=False)
+    if keep is not None:
+        out.print(f"Kept the compressed files and reconstructions in {keep}", highlight=False)

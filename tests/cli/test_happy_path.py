@@ -70,10 +70,14 @@ def test_default_output_names(cli_run: Path, image_file, tmp_path: Path, monkeyp
     work = tmp_path / "work"
     work.mkdir()
     monkeypatch.chdir(work)
-    assert invoke("compress", img, "--model", cli_run).exit_code == 0
-    assert (work / "snap.cdl").is_file()
-    assert invoke("decompress", "snap.cdl", "--model", cli_run).exit_code == 0
-    assert Image.open(work / "snap.png").size == (48, 40)
+    result = invoke("compress", img, "--model", cli_run)
+    assert result.exit_code == 0, result.stderr
+    assert (work / "snap.png.cdl").is_file()  # the image's file name + .cdl, as the help says
+    assert "snap.png.cdl" in result.stdout
+    result = invoke("decompress", "snap.png.cdl", "--model", cli_run)
+    assert result.exit_code == 0, result.stderr
+    assert Image.open(work / "snap.decoded.png").size == (48, 40)
+    assert "snap.decoded.png" in result.stdout
 
 
 @pytest.mark.parametrize(("mode", "word"), [("RGBA", "RGBA"), ("L", "converted L to RGB")])
@@ -100,7 +104,8 @@ def test_eval_with_json(cli_run: Path, data_dirs, tmp_path: Path) -> None:
     rows = doc["per_image"]
     assert [r["image"] for r in rows] == ["img0.png", "img1.png"]
     for r in rows:
-        assert r["bytes"] == (keep / r["image"].replace(".png", ".cdl")).stat().st_size
+        assert r["bytes"] == (keep / f"{r['image']}.cdl").stat().st_size
+        assert (keep / f"{r['image']}.decoded.png").is_file()
         assert r["bpp"] == pytest.approx(r["bytes"] * 8 / (r["height"] * r["width"]))
 
 

@@ -32,7 +32,7 @@ from tests.contract.checks import SMALL_PARAMS
 from tests.helpers import image_tensor
 
 RATES = [i.name for i in Registry().infos() if i.kind == "rate"]
-SAMPLES = Path(__file__).resolve().parents[2] / "corelib" / "samples"
+SAMPLES = Path(__file__).resolve().parents[2] / "corelib" / "samples" / "train"
 
 
 def _config(rate: str, registry: Registry) -> dict:

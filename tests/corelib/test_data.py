@@ -40,8 +40,11 @@ def test_every_image_is_used_once_per_cycle(tmp_path: Path) -> None:
 
 def test_default_images_are_the_samples_split() -> None:
     samples = sample_images()
-    assert training_images(None) == samples[:-2]
-    assert validation_images(None) == samples[-2:]
+    train, held_out = training_images(None), validation_images(None)
+    assert len(train) == 6 and len(held_out) == 2
+    assert sorted(train + held_out) == sorted(samples)
+    assert not {p.name for p in train} & {p.name for p in held_out}  # never evaluated on training images
+    assert {p.parent for p in held_out} == {held_out[0].parent} != {p.parent for p in train}
 
 
 def test_folders(data_dirs) -> None:

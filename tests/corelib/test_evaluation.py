@@ -21,7 +21,7 @@ def test_rows_measure_real_files(trained_codec: Codec, tmp_path: Path) -> None:
     result = evaluate(trained_codec, images, keep_dir=keep)
     assert [r["image"] for r in result.rows] == ["a.png", "b.png"]
     for r, p in zip(result.rows, images, strict=True):
-        file = keep / f"{p.stem}.cdl"
+        file = keep / f"{p.name}.cdl"
         assert r["bytes"] == file.stat().st_size
         assert r["bpp"] == r["bytes"] * 8 / (r["height"] * r["width"])
         assert decode_bytes(trained_codec, file.read_bytes()).shape[-2:] == (r["height"], r["width"])

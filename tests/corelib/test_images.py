@@ -136,7 +136,7 @@ def test_atomic_output_leaves_nothing_on_failure(tmp_path: Path) -> None:
 def test_atomic_output_replaces_on_success(tmp_path: Path) -> None:
     target = tmp_path / "out.bin"
     target.write_bytes(b"old")
-    with atomic_output(target) as tmp:
+    with atomic_output(target, overwrite=True) as tmp:
         assert tmp != target and tmp.parent == tmp_path
         tmp.write_bytes(b"new")
         assert target.read_bytes() == b"old"
