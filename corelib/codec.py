@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import json
 import math
 import zlib
 from collections.abc import Iterator, Mapping
@@ -14,10 +15,18 @@ import torch.nn.functional as F
 from compressai.models import CompressionModel
 
 from corelib.contracts import Decoder, Encoder, EntropyCoder, Quantizer, Rate
-from corelib.errors import BitstreamError, CodecError
+from corelib.errors import BitstreamError, CodecError, ConfigMismatchError
 from corelib.streams import Stream, StreamSpec
 
-__all__ = ["Codec", "symbols_crc"]
+__all__ = ["Codec", "config_digest", "symbols_crc"]
+
+
+def config_digest(config: Mapping[str, Any]) -> torch.Tensor:
+    """8 bytes of SHA-256 over the resolved ``model`` config (zeros when it is unknown)."""
+    if not config:
+        return torch.zeros(8, dtype=torch.uint8)
+    text = json.dumps(config, sort_keys=True, separators=(",", ":"), default=str)
+    return torch.tensor(list(hashlib.sha256(text.encode()).digest()[:8]), dtype=torch.uint8)
 
 
 def symbols_crc(symbols: torch.Tensor, mask: torch.Tensor | None) -> int:
@@ -56,6 +65,9 @@ class Codec(CompressionModel):
         self.coder = coder
         self.decoder = decoder
         self.config = dict(config or {})
+        # Travels in every state dict (and so in CompressAI checkpoints): weights of one
+        # configuration are never silently loaded into a codec of another.
+        self.register_buffer("config_digest", config_digest(self.config))
         self.specs: list[StreamSpec] = rate.stream_specs(
             encoder.latent_channels, quantizer.alphabet_size, encoder.downsampling_factor
         )
@@ -85,15 +97,49 @@ class Codec(CompressionModel):
         return math.lcm(f, self.rate.tile_size) if self.rate.tile_size else f
 
     def weights_digest(self) -> str:
-        """SHA-256 (hex, 16 chars) of every parameter and buffer: identifies the model."""
+        """SHA-256 (hex, 16 chars) of every parameter and buffer: identifies the model.
+
+        ``config_digest`` is left out, so files keep decoding with runs saved before it
+        existed; the file header names the components besides.
+        """
         h = hashlib.sha256()
         for key, value in sorted(self.state_dict().items()):
+            if key == "config_digest":
+                continue
             t = value.detach().cpu().contiguous()
             h.update(key.encode())
             h.update(str(t.dtype).encode())
             h.update(str(tuple(t.shape)).encode())
             h.update(t.numpy().tobytes())
         return h.hexdigest()[:16]
+
+    def load_state_dict(  # type: ignore[override]
+        self, state_dict: Mapping[str, torch.Tensor], strict: bool = True, check_config: bool = True
+    ) -> Any:
+        """CompressAI's loading (entropy-table buffers resized), refusing another config's weights.
+
+        A state dict saved from a codec of another configuration (its ``config_digest``
+        differs) is refused with :class:`ConfigMismatchError`, so that a checkpoint exported
+        from one run and loaded under another run's name is not evaluated with the wrong
+        settings. A state dict without the key (older runs, CompressAI's own models) loads.
+
+        Args:
+            check_config: False when the caller pairs weights and config itself (a run
+                folder, whose ``config.yaml`` may be edited for coding-time settings).
+        """
+        state = dict(state_dict)
+        ours = self.config_digest
+        theirs = state.get("config_digest")
+        if (check_config and theirs is not None and bool(ours.any()) and bool(theirs.any())
+                and not torch.equal(theirs.detach().cpu(), ours.detach().cpu())):  # fmt: skip
+            raise ConfigMismatchError(
+                f"these weights were saved from a codec with another configuration (config "
+                f"digest {bytes(theirs.tolist()).hex()}, this codec {bytes(ours.tolist()).hex()})",
+                "load them with the run they came from; register each run under its own name",
+            )
+        if theirs is None or not check_config:
+            state["config_digest"] = ours.clone()
+        return super().load_state_dict(state, strict=strict)
 
     # ------------------------------------------------------------------ transforms
     def _tiles(self, x: torch.Tensor, t: int) -> tuple[torch.Tensor, int, int]:

@@ -36,7 +36,7 @@ def set_threads(n: int) -> None:
         raise ConfigError(f"--threads must be >= 1, got {n}")
     torch.set_num_threads(n)
     try:
-        torch.set_interop_threads(n)
+        torch.set_num_interop_threads(n)
     except RuntimeError:  # only settable before the first parallel work; intra-op is what counts
         pass
 

@@ -14,6 +14,7 @@ __all__ = [
     "CodecError",
     "CompositionError",
     "ConfigError",
+    "ConfigMismatchError",
     "DataError",
     "DuplicateComponentError",
     "ImageError",
@@ -48,6 +49,10 @@ class ConfigError(CodecError):
     """A config key is unknown, has the wrong type or an out-of-range value."""
 
     exit_code = 2
+
+
+class ConfigMismatchError(ConfigError):
+    """Weights saved from a codec of one configuration meet a codec of another."""
 
 
 class UnknownComponentError(ConfigError):

@@ -51,7 +51,7 @@ def load_weights(codec: Codec, path: Path) -> None:
     except Exception as e:  # safetensors raises its own error types
         raise RunError(f"{path} is damaged: {e}", "rebuild the run with `codec build`") from e
     try:
-        codec.load_state_dict(state, strict=True)
+        codec.load_state_dict(state, strict=True, check_config=False)  # config.yaml is the run's own
     except RuntimeError as e:
         first = str(e).splitlines()[0]
         raise RunError(f"{path} does not fit the codec in config.yaml ({first})",

@@ -5,6 +5,9 @@ from __future__ import annotations
 import importlib
 import importlib.metadata as md
 import os
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from types import ModuleType
 
 import pluggy
@@ -100,7 +103,31 @@ def make_plugin_manager(
             _register(pm, plugin, ep.name, source)
     if extra is None:
         extra = tuple(m.strip() for m in os.environ.get("CODEC_PLUGINS", "").split(",") if m.strip())
-    for module in extra:
-        _register(pm, _import(module, "CODEC_PLUGINS"), module, "CODEC_PLUGINS")
+    if extra:
+        with _cwd_importable():
+            modules = [_import(module, "CODEC_PLUGINS") for module in extra]
+        for module, plugin in zip(extra, modules, strict=True):
+            _register(pm, plugin, module, "CODEC_PLUGINS")
     pm.check_pending()
     return pm
+
+
+@contextmanager
+def _cwd_importable() -> Iterator[None]:
+    """Let ``CODEC_PLUGINS`` name a module in the current folder, as ``python -m`` would.
+
+    The console script's ``sys.path`` lacks the current folder. It goes first while the
+    modules are imported (so a local module wins, as with ``python -m``), then moves to the
+    end, so that imports a plugin makes later still find its sibling modules but a stray
+    file in the folder can never shadow an installed package.
+    """
+    cwd = os.getcwd()
+    if cwd in sys.path or "" in sys.path:
+        yield
+        return
+    sys.path.insert(0, cwd)
+    try:
+        yield
+    finally:
+        sys.path.remove(cwd)
+        sys.path.append(cwd)

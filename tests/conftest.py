@@ -7,6 +7,7 @@ pixels, and training takes 3 steps. Trained runs are built once per session.
 from __future__ import annotations
 
 import copy
+import importlib.metadata as md
 import os
 from pathlib import Path
 from typing import Any
@@ -15,6 +16,7 @@ import pytest
 import torch
 
 from corelib.codec import Codec
+from registry import manager
 from registry.components import Registry
 from registry.compose import assemble_config, build_codec
 from registry.runs import load_run, train_run
@@ -22,19 +24,47 @@ from tests.helpers import TINY_MODEL, TINY_TRAIN, image_folder, write_image
 
 torch.set_num_threads(int(os.environ.get("OMP_NUM_THREADS", "1") or 1))
 
-PLUGIN_ENV = ("CODEC_PLUGINS", "CODEC_DISABLE_PLUGIN_AUTOLOAD", "CODEC_DEBUG")
+# Hermetic from collection on (modules that list components at import time included): plugins
+# installed in the environment are not loaded. See _clean_env.
+os.environ["CODEC_DISABLE_PLUGIN_AUTOLOAD"] = "1"
+
+PLUGIN_ENV = ("CODEC_PLUGINS", "CODEC_DISABLE_PLUGIN_AUTOLOAD", "CODEC_DEBUG", "CODEC_THREADS")
 
 
 @pytest.fixture(autouse=True)
 def _clean_env(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Tests start without the user's plugin/debug environment."""
+    """Tests start without the user's plugin/debug/thread environment, and hermetic: plugins
+    installed in the environment (entry points) are not loaded, so the suite passes with or
+    without third-party plugins. Tests of discovery install their own (``tests/registry``).
+    Subprocesses inherit this through ``os.environ``."""
     for key in PLUGIN_ENV:
         monkeypatch.delenv(key, raising=False)
+    monkeypatch.setenv("CODEC_DISABLE_PLUGIN_AUTOLOAD", "1")
+
+
+@pytest.fixture
+def fake_site(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """A folder on sys.path standing in for site-packages, with entry-point autoload on.
+
+    Discovery sees only the distributions written into this folder (``write_dist``), so
+    what else is installed in the environment cannot change a test's outcome.
+    """
+    folder = tmp_path / "site"
+    folder.mkdir()
+    monkeypatch.syspath_prepend(str(folder))
+    monkeypatch.delenv("CODEC_DISABLE_PLUGIN_AUTOLOAD", raising=False)
+
+    def entry_points(group: str) -> md.EntryPoints:
+        return md.EntryPoints(ep for dist in md.distributions(path=[str(folder)])
+                              for ep in dist.entry_points if ep.group == group)  # fmt: skip
+
+    monkeypatch.setattr(manager.md, "entry_points", entry_points)
+    return folder
 
 
 @pytest.fixture
 def registry() -> Registry:
-    """A fresh registry (built-ins plus whatever entry points are installed)."""
+    """A fresh registry: the built-ins (entry-point autoload is off in tests)."""
     return Registry()
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 
 import pytest
@@ -9,6 +10,12 @@ from typer.testing import CliRunner
 
 from cli.app import app
 from tests.helpers import TINY_SETS
+
+
+def codec_command() -> list[str]:
+    """The installed ``codec`` console script (what a user runs), or ``python -m cli.app``."""
+    script = Path(sys.executable).parent / "codec"
+    return [str(script)] if script.is_file() else [sys.executable, "-m", "cli.app"]
 
 
 def invoke(*args: str | Path, env: dict[str, str] | None = None):

@@ -5,14 +5,13 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
 from corelib.files import encode_image
 from registry.runs import load_run
-from tests.cli.conftest import assert_clean_failure, invoke
+from tests.cli.conftest import assert_clean_failure, codec_command, invoke
 from tests.helpers import TINY_SETS, image_tensor
 
 
@@ -286,17 +285,12 @@ def test_codec_debug_shows_the_traceback(cli_run: Path, image_file, tmp_path: Pa
     assert "Traceback" in result.stderr and "RuntimeError: boom" in result.stderr
 
 
-def _codec_command() -> list[str]:
-    script = Path(sys.executable).parent / "codec"
-    return [str(script)] if script.is_file() else [sys.executable, "-m", "cli.app"]
-
-
 def test_console_script_fails_cleanly_end_to_end(cli_run: Path, cdl: Path, tmp_path: Path) -> None:
     """The real ``codec`` executable: one line on stderr, exit 1, nothing written."""
     data = cdl.read_bytes()
     cdl.write_bytes(data[: len(data) - 3])
     env = {k: v for k, v in os.environ.items() if k not in ("CODEC_DEBUG", "CODEC_PLUGINS")}
-    proc = subprocess.run([*_codec_command(), "decompress", str(cdl), "--model", str(cli_run),
+    proc = subprocess.run([*codec_command(), "decompress", str(cdl), "--model", str(cli_run),
                            "-o", str(tmp_path / "o.png")],
                           capture_output=True, text=True, timeout=300, env=env)  # fmt: skip
     assert proc.returncode == 1, proc.stderr

@@ -126,10 +126,9 @@ def test_plugins_json() -> None:
     assert set(rows[0]) == {"kind", "name", "version", "summary", "source", "module"}
 
 
-def test_plugins_lists_an_installed_distribution(tmp_path: Path, monkeypatch) -> None:
-    write_module(tmp_path, "fake_cli_plugin", FAKE_QUANTIZER_MODULE.replace("{name}", "cli-ternary"))
-    write_dist(tmp_path, "fake-cli-plugin", "0.4.2", {"cli": "fake_cli_plugin"})
-    monkeypatch.syspath_prepend(str(tmp_path))
+def test_plugins_lists_an_installed_distribution(fake_site: Path, monkeypatch) -> None:
+    write_module(fake_site, "fake_cli_plugin", FAKE_QUANTIZER_MODULE.replace("{name}", "cli-ternary"))
+    write_dist(fake_site, "fake-cli-plugin", "0.4.2", {"cli": "fake_cli_plugin"})
     monkeypatch.delitem(__import__("sys").modules, "fake_cli_plugin", raising=False)
     rows = json.loads(invoke("plugins", "--json").stdout)
     row = next(r for r in rows if r["name"] == "cli-ternary")

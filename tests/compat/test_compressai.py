@@ -335,3 +335,64 @@ def test_update_model_rewrites_a_checkpoint_of_a_registered_run(trained_run: Pat
     fresh = load_run(trained_run)
     fresh.load_state_dict(torch.load(written, map_location="cpu", weights_only=True))
     assert fresh.weights_digest() == ours.weights_digest()
+
+
+# ---------------------------------------------------------------- checkpoints of another config
+@pytest.fixture(scope="module")
+def keep_run(tmp_path_factory: pytest.TempPathFactory, data_dirs) -> Path:
+    """A run of the tiny composition with another ADMM keep ratio: same shapes, other config."""
+    from registry.runs import train_run
+    from tests.conftest import tiny_config
+
+    reg = Registry()
+    cfg = tiny_config(reg, {"train": str(data_dirs["train"]), "val": str(data_dirs["val"])})
+    cfg["model"]["rate"]["keep"] = 0.2
+    out = tmp_path_factory.mktemp("keep") / "keep-run"
+    train_run(cfg, out, reg)
+    return out
+
+
+def test_a_checkpoint_of_another_config_is_refused(trained_run: Path, keep_run: Path, other_run: Path,
+                                                  tmp_path: Path) -> None:  # fmt: skip
+    """Loaded under another run's registration, weights of a different configuration would be
+    evaluated with the wrong settings (it happened: 0.0790 bpp instead of 0.1323)."""
+    import compressai.zoo.image
+
+    from corelib.errors import ConfigMismatchError
+    from registry.runs import load_run
+
+    name = register_run(trained_run, "test-digest")
+    try:
+        arch = compressai.zoo.image.model_architectures[name]
+        with pytest.raises(ConfigMismatchError, match="another configuration"):
+            arch.from_state_dict(load_run(keep_run).state_dict())
+        # the same configuration loads, whatever the weights (another seed)
+        net = arch.from_state_dict(load_run(other_run).state_dict())
+        assert net.weights_digest() == load_run(other_run).weights_digest()
+        # checkpoints written before the digest existed still load
+        old = {k: v for k, v in load_run(trained_run).state_dict().items() if k != "config_digest"}
+        assert arch.from_state_dict(old).weights_digest() == load_run(trained_run).weights_digest()
+    finally:
+        unregister(name)
+
+
+def test_eval_model_refuses_a_checkpoint_of_another_run(trained_run: Path, keep_run: Path,
+                                                       tmp_path: Path) -> None:  # fmt: skip
+    data = tmp_path / "imgs"
+    data.mkdir()
+    (data / "a.png").write_bytes(sorted(SAMPLES.glob("*.png"))[0].read_bytes())
+    root = Path(__file__).resolve().parents[2]
+    proc = subprocess.run([sys.executable, "-m", "cli.app", "compressai", str(keep_run), "--export",
+                           str(tmp_path / "b.pth.tar")], capture_output=True, text=True, timeout=300,
+                          cwd=root)  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    proc = subprocess.run(
+        [sys.executable, "-m", "cli.app", "compressai", str(trained_run), "--name", "run-a",
+         "--export", str(tmp_path / "a.pth.tar"), "--", "-m", "compressai.utils.eval_model",
+         "checkpoint", str(data), "-a", "run-a", "-p", str(tmp_path / "a.pth.tar"),
+         str(tmp_path / "b.pth.tar")],
+        capture_output=True, text=True, timeout=300, cwd=root,
+    )  # fmt: skip
+    assert proc.returncode != 0
+    assert "Traceback" not in proc.stderr
+    assert "saved from a codec with another configuration" in proc.stderr, proc.stderr[-2000:]

@@ -155,3 +155,83 @@ def test_a_generous_time_limit_changes_nothing(registry, data_dirs) -> None:
 def test_time_limit_must_be_positive() -> None:
     with pytest.raises(ConfigError, match="time_limit"):
         _cfg(time_limit=0).check()
+
+
+# ---------------------------------------------------------------- the coder-fit stage's budget
+def _images(folder: Path, n: int, h: int, w: int) -> list[Path]:
+    from tests.helpers import write_image
+
+    folder.mkdir()
+    return [write_image(folder / f"f{i:02d}.png", h, w, seed=i) for i in range(n)]
+
+
+def test_fit_plan_sees_no_more_pixels_than_training(registry, data_dirs, tmp_path: Path) -> None:
+    images = _images(tmp_path / "fit", 12, 48, 48)  # 2304 px each
+    cfg = _cfg(steps=1, epochs=1, steps_per_epoch=1, batch_size=2, crop=48)  # 1 × 2 × 48² = 4608 px
+    trainer = Trainer(_codec(registry), cfg, _sampler(data_dirs), images)
+    assert trainer.fit_plan() == images[:2]
+    assert trainer.fit_plan(total_steps=100) == images  # a long run fits on every image
+    assert Trainer(_codec(registry), _cfg(fit_images=3, steps=50), _sampler(data_dirs), images).fit_plan() \
+        == images[:3]  # fmt: skip
+    huge = _images(tmp_path / "huge", 2, 200, 200)
+    assert Trainer(_codec(registry), cfg, _sampler(data_dirs), huge).fit_plan() == huge[:1]  # at least one
+
+
+def test_steps_bound_the_fit_stage_and_progress_shows_both(registry, data_dirs, tmp_path: Path) -> None:
+    images = _images(tmp_path / "fit", 12, 48, 48)
+    lines: list[str] = []
+
+    class Recorder:
+        def start(self, task: str, total: int) -> None:
+            lines.append(f"start {task} {total}")
+
+        def advance(self, n: int = 1, **fields) -> None:
+            pass
+
+        def message(self, text: str) -> None:
+            lines.append(text)
+
+        def stop(self) -> None:
+            pass
+
+    cfg = _cfg(steps=1, epochs=1, steps_per_epoch=1)
+    result = Trainer(_codec(registry), cfg, _sampler(data_dirs), images, progress=Recorder()).run()
+    assert result.fit_images == 2
+    assert any(t.startswith("stage 1/2: training, 1 steps; stage 2/2: fitting the histogram coder on 2")
+               for t in lines), lines  # fmt: skip
+    assert "start 1/2 training (steps) 1" in lines
+    assert "start 2/2 fitting the histogram coder (images) 2" in lines
+
+
+def test_time_limit_stops_the_fit_stage(registry, data_dirs, tmp_path: Path) -> None:
+    images = _images(tmp_path / "fit", 8, 48, 48)
+    cfg = _cfg(steps=50, epochs=1, steps_per_epoch=1, time_limit=1e-6)
+    result = Trainer(_codec(registry), cfg, _sampler(data_dirs), images).run()
+    assert result.steps == 1 and result.fit_images == 1  # one image, then the limit stops it
+
+
+def test_preset_cpu_with_steps_5_fits_on_a_few_images(registry) -> None:
+    """The trial that spent 43 s training and 3 minutes fitting on all 200 BSDS500 images."""
+    import os
+
+    from corelib.config import TrainConfig
+    from corelib.data import training_images
+    from registry.compose import assemble_config
+
+    bsds = Path(os.environ.get("CODEC_DATA", "")) / "bsds500" / "train"
+    if not os.environ.get("CODEC_DATA") or not bsds.is_dir():
+        pytest.skip("needs CODEC_DATA with bsds500/train")
+    cfg = assemble_config(registry, rate="admm", preset="cpu", train={"steps": 5})
+    train = TrainConfig(**cfg["train"])
+    images = training_images(str(bsds))
+    trainer = Trainer(_codec(registry), train, _sampler_for(images[:1], train.crop), images)
+    plan = trainer.fit_plan()
+    assert len(images) == 200 and 1 <= len(plan) <= 5
+    from corelib.images import image_pixels
+
+    budget = 5 * train.batch_size * train.crop**2
+    assert sum(image_pixels(p) for p in plan[:-1]) < budget
+
+
+def _sampler_for(paths: list[Path], crop: int) -> CropSampler:
+    return CropSampler(paths, crop, seed=0)

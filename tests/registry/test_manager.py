@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.metadata as md
 import sys
 from collections.abc import Iterator
 from pathlib import Path
@@ -28,12 +29,9 @@ FAKE_MODULES = ("fake_codec_plugin", "fake_env_plugin", "fake_dup_plugin", "fake
 
 
 @pytest.fixture
-def site(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
-    """A folder on sys.path standing in for site-packages; fake modules are forgotten after."""
-    folder = tmp_path / "site"
-    folder.mkdir()
-    monkeypatch.syspath_prepend(str(folder))
-    yield folder
+def site(fake_site: Path) -> Iterator[Path]:
+    """``fake_site`` (the only place entry points are found); fake modules are forgotten after."""
+    yield fake_site
     for name in FAKE_MODULES:
         sys.modules.pop(name, None)
 
@@ -162,3 +160,24 @@ def test_misspelled_hook_is_a_plugin_load_error(site: Path, monkeypatch: pytest.
     monkeypatch.setenv("CODEC_PLUGINS", "fake_typo_plugin")
     with pytest.raises(PluginLoadError, match="fake_typo_plugin"):
         make_plugin_manager()
+
+
+DUMMY_DIST = "codec-lab-dummy-plugin"
+
+
+def _dummy_installed() -> bool:
+    try:
+        md.distribution(DUMMY_DIST)
+    except md.PackageNotFoundError:
+        return False
+    return True
+
+
+@pytest.mark.skipif(not _dummy_installed(), reason=f"{DUMMY_DIST} is not installed (CI installs it)")
+def test_an_installed_plugin_is_found_by_real_discovery(monkeypatch: pytest.MonkeyPatch) -> None:
+    """With autoload on, a really installed distribution is discovered; with it off (the
+    suite's default) it is not, which keeps every other test independent of it."""
+    assert "ci-sign" not in Registry().names("quantizer")
+    monkeypatch.delenv("CODEC_DISABLE_PLUGIN_AUTOLOAD")
+    info = Registry().get("quantizer", "ci-sign")
+    assert info.source.startswith(f"{DUMMY_DIST}==") and "ci-copy-admm" in Registry().names("rate")
