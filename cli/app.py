@@ -59,8 +59,9 @@ def root(
     threads: Annotated[int | None, typer.Option(
         "--threads", min=1, envvar="CODEC_THREADS",
         help="CPU threads for torch (default: torch's choice, one per core). On a machine "
-             "shared with another job, 1 avoids oversubscription (a training step measured "
-             "6.6 s with the default, 0.21 s with 1, beside another torch job on 2 cores).")] = None,
+             "shared with another torch job, 1 avoids oversubscription: beside one, a training "
+             "step measured 9.2 s with the default and 2.5 s with 1 on 2 cores "
+             "(bench/threads.py).")] = None,
 ) -> None:
     """codec-lab: compose, train and compare learned image codecs from plugins."""
     _state.threads = threads

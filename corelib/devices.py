@@ -29,8 +29,8 @@ def set_threads(n: int) -> None:
     """Run torch's CPU kernels on ``n`` threads (intra-op; inter-op too while it can be set).
 
     On a machine shared with another torch job, fewer threads than cores avoids
-    oversubscription: measured on 2 cores beside another job, a training step took 6.6 s
-    with torch's default threads and 0.21 s with one thread.
+    oversubscription: measured on 2 cores beside another training job, a ``cpu``-preset
+    step took 9.2 s with torch's default threads and 2.5 s with one (``bench/threads.py``).
     """
     if n < 1:
         raise ConfigError(f"--threads must be >= 1, got {n}")
