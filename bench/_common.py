@@ -19,8 +19,8 @@ from PIL import Image
 from rich.console import Console
 from rich.table import Table
 
-from corelib.images import list_images, load_image
-from corelib.metrics import quality
+from codec_lab.corelib.images import list_images, load_image
+from codec_lab.corelib.metrics import quality
 
 console = Console(width=200)  # wide: tables are read from logs too
 

@@ -12,7 +12,7 @@ mkdir -p "$out"
 build() {  # NAME [options…]
   local name=$1
   shift
-  "${PYTHON:-python3}" -m cli.app build --rate admm --preset paper --data "$train" --val "$val" \
+  "${PYTHON:-python3}" -m codec_lab.cli.app build --rate admm --preset paper --data "$train" --val "$val" \
     --out "$out/$name" --set train.epochs=100 --set train.steps_per_epoch=40 \
     --set train.time_limit="$minutes" --set model.decoder.output_bn=false "$@" \
     >"$out/$name.log" 2>&1

@@ -17,8 +17,8 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import kodak, machine, print_table  # noqa: E402
 
-from corelib.evaluation import evaluate  # noqa: E402
-from registry.runs import load_run  # noqa: E402
+from codec_lab.corelib.evaluation import evaluate  # noqa: E402
+from codec_lab.registry.runs import load_run  # noqa: E402
 
 GRIDS = ("periodic", "tile", "channel")
 

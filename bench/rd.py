@@ -25,10 +25,10 @@ import matplotlib.pyplot as plt  # noqa: E402
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import CLASSIC, classic_at_bpp, classic_point, kodak, machine, mean, print_table  # noqa: E402
 
-from cli._output import BarProgress  # noqa: E402
-from corelib.evaluation import evaluate  # noqa: E402
-from corelib.runs import read_config  # noqa: E402
-from registry.runs import load_run  # noqa: E402
+from codec_lab.cli._output import BarProgress  # noqa: E402
+from codec_lab.corelib.evaluation import evaluate  # noqa: E402
+from codec_lab.corelib.runs import read_config  # noqa: E402
+from codec_lab.registry.runs import load_run  # noqa: E402
 
 SWEEP = {
     "jpeg": [5, 10, 15, 20, 30, 40, 50, 60, 75, 85, 95],

@@ -28,12 +28,12 @@ from compressai.zoo import bmshj2018_factorized
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import kodak, machine, mean, print_table  # noqa: E402
 
-from corelib.container import unpack  # noqa: E402
-from corelib.files import decode_bytes, encode_image  # noqa: E402
-from corelib.images import load_image  # noqa: E402
-from corelib.metrics import bpp_from_likelihoods  # noqa: E402
-from registry.compressai_zoo import from_factorized_prior  # noqa: E402
-from registry.runs import load_run  # noqa: E402
+from codec_lab.corelib.container import unpack  # noqa: E402
+from codec_lab.corelib.files import decode_bytes, encode_image  # noqa: E402
+from codec_lab.corelib.images import load_image  # noqa: E402
+from codec_lab.corelib.metrics import bpp_from_likelihoods  # noqa: E402
+from codec_lab.registry.compressai_zoo import from_factorized_prior  # noqa: E402
+from codec_lab.registry.runs import load_run  # noqa: E402
 
 
 def _params(model: torch.nn.Module) -> float:

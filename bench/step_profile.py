@@ -17,9 +17,9 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from corelib.losses import distortion_loss  # noqa: E402
-from registry.components import Registry  # noqa: E402
-from registry.compose import assemble_config, build_codec  # noqa: E402
+from codec_lab.corelib.losses import distortion_loss  # noqa: E402
+from codec_lab.registry.components import Registry  # noqa: E402
+from codec_lab.registry.compose import assemble_config, build_codec  # noqa: E402
 
 
 def _sync(device: torch.device) -> None:

@@ -22,10 +22,10 @@ from rich.table import Table
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import console, machine  # noqa: E402
 
-from corelib.config import TrainConfig  # noqa: E402
-from corelib.losses import distortion_loss  # noqa: E402
-from registry.components import Registry  # noqa: E402
-from registry.compose import assemble_config, build_codec  # noqa: E402
+from codec_lab.corelib.config import TrainConfig  # noqa: E402
+from codec_lab.corelib.losses import distortion_loss  # noqa: E402
+from codec_lab.registry.components import Registry  # noqa: E402
+from codec_lab.registry.compose import assemble_config, build_codec  # noqa: E402
 
 
 def _load(stop: mp.Event, rate: str) -> None:  # type: ignore[valid-type]

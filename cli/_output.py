@@ -13,7 +13,7 @@ import typer
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
-from corelib.errors import CodecError
+from codec_lab.corelib.errors import CodecError
 
 # Piped or captured output has no terminal width; a wide one keeps result tables whole
 # (rich would otherwise squeeze them into 80 columns and cut the numbers).
@@ -61,7 +61,7 @@ def handle_errors(fn: F) -> F:
 
 
 class BarProgress:
-    """``corelib.progress.Progress`` drawn as a rich progress bar on stderr.
+    """``codec_lab.corelib.progress.Progress`` drawn as a rich progress bar on stderr.
 
     On a terminal the bar updates live; otherwise (CI, pipes) phases and epoch lines are
     printed as plain lines so logs stay readable.

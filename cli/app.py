@@ -15,10 +15,10 @@ from typing import Annotated  # noqa: E402
 
 import typer  # noqa: E402
 
-from cli import _state  # noqa: E402
-from cli._output import handle_errors, out  # noqa: E402
-from cli._typer import Command, Group  # noqa: E402
-from cli.commands import build, compress, compressai_cmd, decompress, evaluate, plugins  # noqa: E402
+from codec_lab.cli import _state  # noqa: E402
+from codec_lab.cli._output import handle_errors, out  # noqa: E402
+from codec_lab.cli._typer import Command, Group  # noqa: E402
+from codec_lab.cli.commands import build, compress, compressai_cmd, decompress, evaluate, plugins  # noqa: E402
 
 app = typer.Typer(
     name="codec",
@@ -36,10 +36,10 @@ def version_text() -> str:
     import compressai
     import torch
 
-    import corelib
-    from corelib.container import FORMAT_VERSION
+    import codec_lab
+    from codec_lab.corelib.container import FORMAT_VERSION
 
-    return (f"codec-lab {corelib.__version__}, compressed-file format {FORMAT_VERSION} "
+    return (f"codec-lab {codec_lab.__version__}, compressed-file format {FORMAT_VERSION} "
             f"(torch {torch.__version__}, compressai {compressai.__version__}, "
             f"Python {platform.python_version()})")  # fmt: skip
 
@@ -66,7 +66,7 @@ def root(
     """codec-lab: compose, train and compare learned image codecs from plugins."""
     _state.threads = threads
     if threads is not None:
-        from corelib.devices import set_threads
+        from codec_lab.corelib.devices import set_threads
 
         set_threads(threads)
 

@@ -3,4 +3,3 @@
 ``corelib`` imports nothing else of the project: plugins and the registry build on it.
 """
 
-__version__ = "0.1.0"

@@ -14,9 +14,9 @@ import torch
 import torch.nn.functional as F
 from compressai.models import CompressionModel
 
-from corelib.contracts import Decoder, Encoder, EntropyCoder, Quantizer, Rate
-from corelib.errors import BitstreamError, CodecError, ConfigMismatchError
-from corelib.streams import Stream, StreamSpec
+from codec_lab.corelib.contracts import Decoder, Encoder, EntropyCoder, Quantizer, Rate
+from codec_lab.corelib.errors import BitstreamError, CodecError, ConfigMismatchError
+from codec_lab.corelib.streams import Stream, StreamSpec
 
 __all__ = ["Codec", "config_digest", "symbols_crc"]
 

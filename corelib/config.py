@@ -22,8 +22,8 @@ from typing import Any, Literal
 
 import yaml
 
-from corelib.errors import ConfigError, did_you_mean
-from corelib.params import validate_params
+from codec_lab.corelib.errors import ConfigError, did_you_mean
+from codec_lab.corelib.params import validate_params
 
 __all__ = [
     "PRESETS",
@@ -148,7 +148,7 @@ def load_preset(name: str) -> dict[str, Any]:
     """The preset's YAML: ``train`` overrides and per-component-name ``components`` params."""
     if name not in PRESETS:
         raise ConfigError(f"unknown preset {name!r}", did_you_mean(name, PRESETS))
-    text = resources.files("corelib").joinpath(f"presets/{name}.yaml").read_text()
+    text = resources.files("codec_lab.corelib").joinpath(f"presets/{name}.yaml").read_text()
     return yaml.safe_load(text) or {}
 
 

@@ -21,7 +21,7 @@ import struct
 import zlib
 from dataclasses import dataclass
 
-from corelib.errors import BitstreamError
+from codec_lab.corelib.errors import BitstreamError
 
 __all__ = ["FORMAT_VERSION", "MAGIC", "Header", "pack", "unpack"]
 

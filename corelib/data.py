@@ -7,7 +7,7 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
-from corelib.images import list_images, load_image, sample_images
+from codec_lab.corelib.images import list_images, load_image, sample_images
 
 __all__ = ["CropSampler", "training_images", "validation_images"]
 

@@ -6,7 +6,7 @@ import os
 
 import torch
 
-from corelib.errors import ConfigError, did_you_mean
+from codec_lab.corelib.errors import ConfigError, did_you_mean
 
 __all__ = ["DEVICES", "cpu_busy", "resolve_device", "set_threads"]
 

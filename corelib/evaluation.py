@@ -12,13 +12,13 @@ from typing import Any
 
 import torch
 
-from corelib.codec import Codec
-from corelib.container import unpack
-from corelib.files import decode_bytes, encode_image
-from corelib.images import load_image, save_image
-from corelib.metrics import bpp_from_likelihoods, quality
-from corelib.outputs import atomic_output, check_output
-from corelib.progress import NullProgress, Progress
+from codec_lab.corelib.codec import Codec
+from codec_lab.corelib.container import unpack
+from codec_lab.corelib.files import decode_bytes, encode_image
+from codec_lab.corelib.images import load_image, save_image
+from codec_lab.corelib.metrics import bpp_from_likelihoods, quality
+from codec_lab.corelib.outputs import atomic_output, check_output
+from codec_lab.corelib.progress import NullProgress, Progress
 
 __all__ = ["EvalResult", "evaluate", "kept_names"]
 

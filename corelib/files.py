@@ -6,9 +6,9 @@ from pathlib import Path
 
 import torch
 
-from corelib.codec import Codec
-from corelib.container import Header, pack, unpack
-from corelib.errors import BitstreamError
+from codec_lab.corelib.codec import Codec
+from codec_lab.corelib.container import Header, pack, unpack
+from codec_lab.corelib.errors import BitstreamError
 
 __all__ = ["component_tags", "decode_bytes", "encode_image", "read_compressed"]
 

@@ -8,13 +8,13 @@ import numpy as np
 import torch
 from PIL import Image, UnidentifiedImageError
 
-from corelib.errors import DataError, ImageError
-from corelib.outputs import atomic_output
+from codec_lab.corelib.errors import DataError, ImageError
+from codec_lab.corelib.outputs import atomic_output
 
 __all__ = [
     "IMAGE_SUFFIXES",
     "SAMPLE_SPLITS",
-    "atomic_output",  # re-exported from corelib.outputs
+    "atomic_output",  # re-exported from codec_lab.corelib.outputs
     "image_pixels",
     "list_images",
     "load_image",

@@ -7,7 +7,7 @@ from collections.abc import Callable
 import torch
 from pytorch_msssim import ms_ssim, ssim
 
-from corelib.metrics import ms_ssim_window
+from codec_lab.corelib.metrics import ms_ssim_window
 
 __all__ = ["distortion_loss"]
 

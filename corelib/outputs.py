@@ -14,7 +14,7 @@ from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from corelib.errors import OutputError
+from codec_lab.corelib.errors import OutputError
 
 __all__ = ["atomic_output", "check_output", "default_file_mode"]
 

@@ -9,7 +9,7 @@ import typing
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from corelib.errors import ConfigError, did_you_mean
+from codec_lab.corelib.errors import ConfigError, did_you_mean
 
 __all__ = ["check_value", "schema_of", "validate_params"]
 

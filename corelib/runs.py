@@ -22,9 +22,9 @@ import torch
 import yaml
 from safetensors.torch import load_file, save_file
 
-from corelib.codec import Codec
-from corelib.errors import RunError
-from corelib.outputs import atomic_output
+from codec_lab.corelib.codec import Codec
+from codec_lab.corelib.errors import RunError
+from codec_lab.corelib.outputs import atomic_output
 
 __all__ = ["RUN_FILES", "RUN_FOLDER_FILES", "check_run_dir", "load_weights", "read_config", "save_weights",
            "write_json", "write_text"]  # fmt: skip

@@ -3,7 +3,7 @@
 A plugin author can run them in their own tests (the project's own contract tests, parametrized
 over every registered component, call the same functions)::
 
-    from corelib.testing import check_coder, check_quantizer
+    from codec_lab.corelib.testing import check_coder, check_quantizer
     check_quantizer(MyQuantizer())
     check_coder(MyCoder)
 
@@ -19,7 +19,7 @@ from typing import Any
 
 import torch
 
-from corelib.contracts import (
+from codec_lab.corelib.contracts import (
     KINDS,
     NAME_PATTERN,
     Component,
@@ -32,8 +32,8 @@ from corelib.contracts import (
     RateOutput,
     TrainContext,
 )
-from corelib.params import validate_params
-from corelib.streams import Stream, StreamSpec
+from codec_lab.corelib.params import validate_params
+from codec_lab.corelib.streams import Stream, StreamSpec
 
 __all__ = [
     "CODER_SPECS",

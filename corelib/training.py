@@ -15,18 +15,18 @@ from typing import Any
 import numpy as np
 import torch
 
-from corelib.codec import Codec
-from corelib.config import TrainConfig
-from corelib.contracts import TrainContext
-from corelib.data import CropSampler
-from corelib.devices import resolve_device
-from corelib.images import image_pixels, load_image
-from corelib.losses import distortion_loss
-from corelib.metrics import bpp_from_likelihoods
-from corelib.outputs import atomic_output
-from corelib.progress import NullProgress, Progress
+from codec_lab.corelib.codec import Codec
+from codec_lab.corelib.config import TrainConfig
+from codec_lab.corelib.contracts import TrainContext
+from codec_lab.corelib.data import CropSampler
+from codec_lab.corelib.devices import resolve_device
+from codec_lab.corelib.images import image_pixels, load_image
+from codec_lab.corelib.losses import distortion_loss
+from codec_lab.corelib.metrics import bpp_from_likelihoods
+from codec_lab.corelib.outputs import atomic_output
+from codec_lab.corelib.progress import NullProgress, Progress
 
-__all__ = ["TrainResult", "Trainer", "resolve_device"]  # resolve_device: from corelib.devices
+__all__ = ["TrainResult", "Trainer", "resolve_device"]  # resolve_device: from codec_lab.corelib.devices
 
 LOG_FIELDS = ("epoch", "step", "loss", "distortion", "rate_loss", "est_bpp", "psnr", "lr", "kept",
               "seconds", "event")  # fmt: skip

@@ -1,8 +1,8 @@
 """The plugin registry: hookspecs, the plugin manager, component lookup, codec building.
 
-Plugin authors need only ``from registry import hookimpl``.
+Plugin authors need only ``from codec_lab import hookimpl`` (re-exported here).
 """
 
-from registry.hookspecs import hookimpl, hookspec
+from codec_lab.registry.hookspecs import hookimpl, hookspec
 
 __all__ = ["hookimpl", "hookspec"]

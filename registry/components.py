@@ -6,14 +6,14 @@ import fnmatch
 
 import pluggy
 
-from corelib.contracts import KINDS, NAME_PATTERN, Component, ComponentInfo
-from corelib.errors import (
+from codec_lab.corelib.contracts import KINDS, NAME_PATTERN, Component, ComponentInfo
+from codec_lab.corelib.errors import (
     DuplicateComponentError,
     PluginLoadError,
     UnknownComponentError,
     did_you_mean,
 )
-from registry.manager import make_plugin_manager, plugin_source
+from codec_lab.registry.manager import make_plugin_manager, plugin_source
 
 __all__ = ["HOOKS", "Registry", "normalize"]
 
@@ -53,7 +53,7 @@ class Registry:
         if not (isinstance(cls, type) and issubclass(cls, base)):
             raise PluginLoadError(
                 f"plugin {plugin!r} registered {cls!r} as a {kind}, but it does not subclass "
-                f"corelib.contracts.{base.__name__}"
+                f"codec_lab.contracts.{base.__name__}"
             )
         name = cls.name if isinstance(cls.name, str) else ""
         if not NAME_PATTERN.fullmatch(name):

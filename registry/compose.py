@@ -5,12 +5,12 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from corelib.codec import Codec
-from corelib.config import as_dict, deep_merge, load_preset, validate_sections
-from corelib.contracts import KINDS
-from corelib.errors import CompositionError, ConfigError, did_you_mean
-from corelib.params import schema_of, validate_params
-from registry.components import Registry, normalize
+from codec_lab.corelib.codec import Codec
+from codec_lab.corelib.config import as_dict, deep_merge, load_preset, validate_sections
+from codec_lab.corelib.contracts import KINDS
+from codec_lab.corelib.errors import CompositionError, ConfigError, did_you_mean
+from codec_lab.corelib.params import schema_of, validate_params
+from codec_lab.registry.components import Registry, normalize
 
 __all__ = ["assemble_config", "build_codec", "build_parts", "resolve_model"]
 

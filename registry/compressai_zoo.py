@@ -28,12 +28,12 @@ import compressai.zoo
 import compressai.zoo.image
 import torch
 
-from corelib.codec import Codec
-from corelib.contracts import NAME_PATTERN
-from corelib.errors import ConfigError
-from corelib.runs import check_run_dir, load_weights, read_config
-from registry.components import Registry
-from registry.compose import build_codec, build_parts
+from codec_lab.corelib.codec import Codec
+from codec_lab.corelib.contracts import NAME_PATTERN
+from codec_lab.corelib.errors import ConfigError
+from codec_lab.corelib.runs import check_run_dir, load_weights, read_config
+from codec_lab.registry.components import Registry
+from codec_lab.registry.compose import build_codec, build_parts
 
 __all__ = ["codec_class", "from_factorized_prior", "register_codec", "register_run", "unregister"]
 

@@ -6,7 +6,7 @@ package does what the built-ins do: expose a module in the ``codec.plugins`` ent
 group (or name it in ``CODEC_PLUGINS``) and implement one or more ``codec_register_*``
 hooks::
 
-    from registry import hookimpl
+    from codec_lab import hookimpl
 
     @hookimpl
     def codec_register_rates():
@@ -20,19 +20,18 @@ from typing import TYPE_CHECKING
 import pluggy
 
 if TYPE_CHECKING:
-    from corelib.contracts import Decoder, Encoder, EntropyCoder, Quantizer, Rate
+    from codec_lab.corelib.contracts import Decoder, Encoder, EntropyCoder, Quantizer, Rate
 
-PROJECT = "codec"
+from codec_lab import PROJECT, hookimpl  # noqa: F401  (re-exported: the marker plugins use)
 
 hookspec = pluggy.HookspecMarker(PROJECT)
-hookimpl = pluggy.HookimplMarker(PROJECT)
 
 # ---------------------------------------------------------------- component registration
 
 
 @hookspec
 def codec_register_encoders() -> list[type[Encoder]]:
-    """Return encoder classes (subclasses of ``corelib.contracts.Encoder``) to register.
+    """Return encoder classes (subclasses of ``codec_lab.corelib.contracts.Encoder``) to register.
 
     Each class needs ``name`` (kebab-case, unique among encoders), ``summary`` and
     ``version``; its constructor keywords are its config keys.
@@ -46,7 +45,7 @@ def codec_register_encoders() -> list[type[Encoder]]:
 
 @hookspec
 def codec_register_decoders() -> list[type[Decoder]]:
-    """Return decoder classes (subclasses of ``corelib.contracts.Decoder``) to register.
+    """Return decoder classes (subclasses of ``codec_lab.corelib.contracts.Decoder``) to register.
 
     A decoder that pairs with an encoder takes the same ``name``; the builder then gives
     it the encoder's architecture keys and ``latent_channels``.
@@ -59,7 +58,7 @@ def codec_register_decoders() -> list[type[Decoder]]:
 
 @hookspec
 def codec_register_quantizers() -> list[type[Quantizer]]:
-    """Return quantizer classes (subclasses of ``corelib.contracts.Quantizer``) to register.
+    """Return quantizer classes (subclasses of ``codec_lab.corelib.contracts.Quantizer``) to register.
 
     Returns: a list of classes (may be empty).
     All implementations are called; the lists are concatenated.
@@ -69,7 +68,7 @@ def codec_register_quantizers() -> list[type[Quantizer]]:
 
 @hookspec
 def codec_register_rates() -> list[type[Rate]]:
-    """Return rate classes (subclasses of ``corelib.contracts.Rate``) to register.
+    """Return rate classes (subclasses of ``codec_lab.corelib.contracts.Rate``) to register.
 
     A rate plugin's ``default_components`` say what ``codec build --rate NAME`` composes
     when the user names no other component.
@@ -82,7 +81,7 @@ def codec_register_rates() -> list[type[Rate]]:
 
 @hookspec
 def codec_register_coders() -> list[type[EntropyCoder]]:
-    """Return entropy-coder classes (subclasses of ``corelib.contracts.EntropyCoder``).
+    """Return entropy-coder classes (subclasses of ``codec_lab.corelib.contracts.EntropyCoder``).
 
     Returns: a list of classes (may be empty).
     All implementations are called; the lists are concatenated.

@@ -12,23 +12,23 @@ from types import ModuleType
 
 import pluggy
 
-from corelib.errors import PluginLoadError, did_you_mean
-from registry import hookspecs
+from codec_lab.corelib.errors import PluginLoadError, did_you_mean
+from codec_lab.registry import hookspecs
 
 __all__ = ["BUILTIN_PLUGINS", "ENTRY_POINT_GROUP", "make_plugin_manager", "plugin_source"]
 
 BUILTIN_PLUGINS: tuple[str, ...] = (
-    "plugins.cae",
-    "plugins.stochastic",
-    "plugins.multilevel",
-    "plugins.admm",
-    "plugins.histogram",
-    "plugins.importance",
-    "plugins.content_weighted",
-    "plugins.gdn",
-    "plugins.noise",
-    "plugins.entropy",
-    "plugins.factorized",
+    "codec_lab.plugins.transforms.cae",
+    "codec_lab.plugins.transforms.content_weighted",
+    "codec_lab.plugins.transforms.gdn",
+    "codec_lab.plugins.quantizers.stochastic",
+    "codec_lab.plugins.quantizers.multilevel",
+    "codec_lab.plugins.quantizers.noise",
+    "codec_lab.plugins.rates.admm",
+    "codec_lab.plugins.rates.importance",
+    "codec_lab.plugins.rates.entropy",
+    "codec_lab.plugins.coders.histogram",
+    "codec_lab.plugins.coders.factorized",
 )
 """Modules of the built-in plugins, registered exactly as a third-party module would be."""
 

@@ -10,14 +10,14 @@ from typing import Any
 import torch
 import yaml
 
-import corelib
-from corelib.codec import Codec
-from corelib.config import TrainConfig
-from corelib.data import CropSampler, training_images, validation_images
-from corelib.errors import OutputError
-from corelib.evaluation import EvalResult, evaluate
-from corelib.progress import Progress
-from corelib.runs import (
+import codec_lab
+from codec_lab.corelib.codec import Codec
+from codec_lab.corelib.config import TrainConfig
+from codec_lab.corelib.data import CropSampler, training_images, validation_images
+from codec_lab.corelib.errors import OutputError
+from codec_lab.corelib.evaluation import EvalResult, evaluate
+from codec_lab.corelib.progress import Progress
+from codec_lab.corelib.runs import (
     RUN_FOLDER_FILES,
     check_run_dir,
     load_weights,
@@ -26,9 +26,9 @@ from corelib.runs import (
     write_json,
     write_text,
 )
-from corelib.training import Trainer, TrainResult
-from registry.components import Registry
-from registry.compose import build_codec
+from codec_lab.corelib.training import Trainer, TrainResult
+from codec_lab.registry.components import Registry
+from codec_lab.registry.compose import build_codec
 
 __all__ = ["describe", "load_run", "prepare_run_dir", "train_run"]
 
@@ -165,7 +165,7 @@ def train_run(
         name, f"codec-lab {name} ({config['preset']}), real files on {len(val_paths)} "
         f"validation image(s)"))  # fmt: skip
     write_json(out / "run.json", {
-        "codec_lab": corelib.__version__,
+        "codec_lab": codec_lab.__version__,
         "torch": torch.__version__,
         "python": platform.python_version(),
         "components": {k: {"name": n, "version": v} for k, (n, v) in codec.components().items()},

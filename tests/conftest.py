@@ -15,11 +15,11 @@ from typing import Any
 import pytest
 import torch
 
-from corelib.codec import Codec
-from registry import manager
-from registry.components import Registry
-from registry.compose import assemble_config, build_codec
-from registry.runs import load_run, train_run
+from codec_lab.corelib.codec import Codec
+from codec_lab.registry import manager
+from codec_lab.registry.components import Registry
+from codec_lab.registry.compose import assemble_config, build_codec
+from codec_lab.registry.runs import load_run, train_run
 from tests.helpers import TINY_MODEL, TINY_TRAIN, image_folder, write_image
 
 torch.set_num_threads(int(os.environ.get("OMP_NUM_THREADS", "1") or 1))

@@ -83,8 +83,8 @@ FAKE_QUANTIZER_MODULE = '''
 """A third-party plugin module, as a separate distribution would ship it."""
 import torch
 
-from corelib.contracts import Quantizer
-from registry import hookimpl
+from codec_lab.corelib.contracts import Quantizer
+from codec_lab import hookimpl
 
 
 class FakeQuantizer(Quantizer):
@@ -111,8 +111,8 @@ def codec_register_quantizers():
 '''
 
 DUPLICATE_RATE_MODULE = '''
-from plugins.admm import ADMMRate
-from registry import hookimpl
+from codec_lab.plugins.rates.admm import ADMMRate
+from codec_lab import hookimpl
 
 
 class OtherADMM(ADMMRate):
@@ -147,9 +147,9 @@ import sys
 import numpy as np
 import torch
 torch.set_num_threads(int(sys.argv[1]))
-from corelib.files import decode_bytes
-from corelib.images import save_image, to_uint8
-from registry.runs import load_run
+from codec_lab.corelib.files import decode_bytes
+from codec_lab.corelib.images import save_image, to_uint8
+from codec_lab.registry.runs import load_run
 codec = load_run(sys.argv[2])
 x = decode_bytes(codec, open(sys.argv[3], "rb").read())
 np.save(sys.argv[4], x.numpy())
@@ -165,8 +165,8 @@ def decode_in_fresh_process(
 
     Returns this process's image; the other's is in ``tmp/there.npy`` and ``tmp/there.png``.
     """
-    from corelib.files import decode_bytes
-    from registry.runs import load_run
+    from codec_lab.corelib.files import decode_bytes
+    from codec_lab.registry.runs import load_run
 
     (tmp / "img.cdl").write_bytes(data)
     before = torch.get_num_threads()

@@ -11,14 +11,14 @@ from typing import Annotated
 import typer
 import yaml
 
-from cli import _state
-from cli._output import BarProgress, err, handle_errors, out
-from corelib.config import load_yaml, parse_sets
-from corelib.data import validation_images
-from corelib.devices import cpu_busy, resolve_device
-from registry.components import Registry
-from registry.compose import assemble_config, build_codec
-from registry.runs import describe, train_run
+from codec_lab.cli import _state
+from codec_lab.cli._output import BarProgress, err, handle_errors, out
+from codec_lab.corelib.config import load_yaml, parse_sets
+from codec_lab.corelib.data import validation_images
+from codec_lab.corelib.devices import cpu_busy, resolve_device
+from codec_lab.registry.components import Registry
+from codec_lab.registry.compose import assemble_config, build_codec
+from codec_lab.registry.runs import describe, train_run
 
 
 @handle_errors

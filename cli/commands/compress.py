@@ -7,13 +7,13 @@ from typing import Annotated
 
 import typer
 
-from cli._options import Device, Force
-from cli._output import err, handle_errors, out
-from corelib.devices import resolve_device
-from corelib.files import encode_image
-from corelib.images import load_image
-from corelib.outputs import atomic_output, check_output
-from registry.runs import load_run
+from codec_lab.cli._options import Device, Force
+from codec_lab.cli._output import err, handle_errors, out
+from codec_lab.corelib.devices import resolve_device
+from codec_lab.corelib.files import encode_image
+from codec_lab.corelib.images import load_image
+from codec_lab.corelib.outputs import atomic_output, check_output
+from codec_lab.registry.runs import load_run
 
 
 def default_output(image: Path) -> Path:

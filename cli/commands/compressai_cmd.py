@@ -10,12 +10,12 @@ from typing import Annotated
 import torch
 import typer
 
-from cli._options import Force
-from cli._output import err, handle_errors, out
-from corelib.errors import ConfigError, OutputError
-from corelib.outputs import atomic_output, check_output
-from registry.compressai_zoo import register_run
-from registry.runs import load_run
+from codec_lab.cli._options import Force
+from codec_lab.cli._output import err, handle_errors, out
+from codec_lab.corelib.errors import ConfigError, OutputError
+from codec_lab.corelib.outputs import atomic_output, check_output
+from codec_lab.registry.compressai_zoo import register_run
+from codec_lab.registry.runs import load_run
 
 
 def _run_target(args: list[str]) -> None:
@@ -56,7 +56,7 @@ def compressai_cmd(
     `compressai.zoo.image_models[NAME]` (pretrained=True loads the run's weights),
     `compressai.zoo.image.model_architectures[NAME].from_state_dict` and
     `compressai.registry.MODELS[NAME]` then build the codec. Python code can do the same with
-    `registry.compressai_zoo.register_run(RUN, NAME)`.
+    `codec_lab.registry.compressai_zoo.register_run(RUN, NAME)`.
     """
     if export is not None:
         check_output(export, force)

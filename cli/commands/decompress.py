@@ -7,13 +7,13 @@ from typing import Annotated
 
 import typer
 
-from cli._options import Device, Force
-from cli._output import handle_errors, out
-from corelib.devices import resolve_device
-from corelib.files import decode_bytes, read_compressed
-from corelib.images import IMAGE_SUFFIXES, save_image
-from corelib.outputs import check_output
-from registry.runs import load_run
+from codec_lab.cli._options import Device, Force
+from codec_lab.cli._output import handle_errors, out
+from codec_lab.corelib.devices import resolve_device
+from codec_lab.corelib.files import decode_bytes, read_compressed
+from codec_lab.corelib.images import IMAGE_SUFFIXES, save_image
+from codec_lab.corelib.outputs import check_output
+from codec_lab.registry.runs import load_run
 
 
 def default_output(file: Path) -> Path:

@@ -9,15 +9,15 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
-from cli._options import Device, Force
-from cli._output import BarProgress, err, handle_errors, out
-from corelib.devices import resolve_device
-from corelib.errors import OutputError
-from corelib.evaluation import evaluate
-from corelib.images import list_images
-from corelib.outputs import check_output
-from corelib.runs import write_json
-from registry.runs import load_run
+from codec_lab.cli._options import Device, Force
+from codec_lab.cli._output import BarProgress, err, handle_errors, out
+from codec_lab.corelib.devices import resolve_device
+from codec_lab.corelib.errors import OutputError
+from codec_lab.corelib.evaluation import evaluate
+from codec_lab.corelib.images import list_images
+from codec_lab.corelib.outputs import check_output
+from codec_lab.corelib.runs import write_json
+from codec_lab.registry.runs import load_run
 
 
 def _fmt(v: float, digits: int) -> str:

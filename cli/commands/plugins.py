@@ -8,8 +8,8 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
-from cli._output import handle_errors, out
-from registry.components import Registry
+from codec_lab.cli._output import handle_errors, out
+from codec_lab.registry.components import Registry
 
 
 @handle_errors

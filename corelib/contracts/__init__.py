@@ -1,11 +1,11 @@
 """One abstract contract per plugin kind. Subclass these to write a component."""
 
-from corelib.contracts.base import NAME_PATTERN, Component, ComponentInfo
-from corelib.contracts.coder import EntropyCoder
-from corelib.contracts.decoder import Decoder
-from corelib.contracts.encoder import Encoder
-from corelib.contracts.quantizer import Quantizer
-from corelib.contracts.rate import Rate, RateOutput, TrainContext
+from codec_lab.corelib.contracts.base import NAME_PATTERN, Component, ComponentInfo
+from codec_lab.corelib.contracts.coder import EntropyCoder
+from codec_lab.corelib.contracts.decoder import Decoder
+from codec_lab.corelib.contracts.encoder import Encoder
+from codec_lab.corelib.contracts.quantizer import Quantizer
+from codec_lab.corelib.contracts.rate import Rate, RateOutput, TrainContext
 
 KINDS: dict[str, type[Component]] = {
     "encoder": Encoder,

@@ -8,9 +8,9 @@ from typing import ClassVar
 
 import torch
 
-from corelib.contracts.base import Component
-from corelib.contracts.rate import Rate
-from corelib.streams import Stream, StreamSpec
+from codec_lab.corelib.contracts.base import Component
+from codec_lab.corelib.contracts.rate import Rate
+from codec_lab.corelib.streams import Stream, StreamSpec
 
 __all__ = ["EntropyCoder"]
 

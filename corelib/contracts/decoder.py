@@ -7,7 +7,7 @@ from typing import ClassVar
 
 import torch
 
-from corelib.contracts.base import Component
+from codec_lab.corelib.contracts.base import Component
 
 __all__ = ["Decoder"]
 

@@ -9,9 +9,9 @@ from typing import Any, ClassVar
 
 import torch
 
-from corelib.contracts.base import Component
-from corelib.contracts.quantizer import Quantizer
-from corelib.streams import Stream, StreamSpec
+from codec_lab.corelib.contracts.base import Component
+from codec_lab.corelib.contracts.quantizer import Quantizer
+from codec_lab.corelib.streams import Stream, StreamSpec
 
 __all__ = ["Rate", "RateOutput", "TrainContext"]
 

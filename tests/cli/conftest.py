@@ -8,14 +8,14 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from cli.app import app
+from codec_lab.cli.app import app
 from tests.helpers import TINY_SETS
 
 
 def codec_command() -> list[str]:
-    """The installed ``codec`` console script (what a user runs), or ``python -m cli.app``."""
+    """The installed ``codec`` console script (what a user runs), or ``python -m codec_lab.cli.app``."""
     script = Path(sys.executable).parent / "codec"
-    return [str(script)] if script.is_file() else [sys.executable, "-m", "cli.app"]
+    return [str(script)] if script.is_file() else [sys.executable, "-m", "codec_lab.cli.app"]
 
 
 def invoke(*args: str | Path, env: dict[str, str] | None = None):

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import torch
 
-from registry.compressai_zoo import unregister
+from codec_lab.registry.compressai_zoo import unregister
 from tests.cli.conftest import assert_clean_failure, invoke
 
 

@@ -10,8 +10,8 @@ import numpy as np
 import pytest
 import yaml
 
-from corelib.files import encode_image
-from registry.runs import load_run
+from codec_lab.corelib.files import encode_image
+from codec_lab.registry.runs import load_run
 from tests.cli.conftest import invoke
 from tests.helpers import decode_in_fresh_process, image_tensor
 

@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from corelib.files import encode_image
-from registry.runs import load_run
+from codec_lab.corelib.files import encode_image
+from codec_lab.registry.runs import load_run
 from tests.cli.conftest import assert_clean_failure, codec_command, invoke
 from tests.helpers import TINY_SETS, image_tensor
 
@@ -261,7 +261,7 @@ def test_internal_errors_are_one_line_too(cli_run: Path, image_file, monkeypatch
     def boom(*args, **kwargs):
         raise RuntimeError("boom")
 
-    monkeypatch.setattr("cli.commands.compress.encode_image", boom)
+    monkeypatch.setattr("codec_lab.cli.commands.compress.encode_image", boom)
     result = invoke("compress", image_file(), "-m", cli_run)
     assert result.exit_code == 1
     assert result.stderr.splitlines() == [
@@ -280,7 +280,7 @@ def test_codec_debug_shows_the_traceback(cli_run: Path, image_file, tmp_path: Pa
     def boom(*args, **kwargs):
         raise RuntimeError("boom")
 
-    monkeypatch.setattr("cli.commands.compress.encode_image", boom)
+    monkeypatch.setattr("codec_lab.cli.commands.compress.encode_image", boom)
     result = invoke("compress", image_file(), "-m", cli_run)
     assert "Traceback" in result.stderr and "RuntimeError: boom" in result.stderr
 

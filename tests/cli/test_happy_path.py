@@ -11,9 +11,9 @@ import pytest
 import yaml
 from PIL import Image
 
-from corelib.files import decode_bytes
-from corelib.images import sample_images, to_uint8
-from registry.runs import load_run
+from codec_lab.corelib.files import decode_bytes
+from codec_lab.corelib.images import sample_images, to_uint8
+from codec_lab.registry.runs import load_run
 from tests.cli.conftest import invoke
 from tests.helpers import FAKE_QUANTIZER_MODULE, TINY_SETS, write_dist, write_module
 

@@ -12,8 +12,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from cli.app import app, version_text
-from corelib.container import FORMAT_VERSION
+from codec_lab.cli.app import app, version_text
+from codec_lab.corelib.container import FORMAT_VERSION
 from tests.cli.conftest import assert_clean_failure, codec_command, invoke
 from tests.helpers import TINY_SETS, write_image
 
@@ -198,7 +198,7 @@ def test_a_local_file_cannot_shadow_the_framework(tmp_path: Path) -> None:
     """A stray module in the current folder named like one of ours changes nothing."""
     (tmp_path / "yaml.py").write_text("raise RuntimeError('shadowed')\n")
     env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "CODEC_DEBUG")}
-    env["CODEC_PLUGINS"] = "plugins.admm"
+    env["CODEC_PLUGINS"] = "codec_lab.plugins.rates.admm"
     proc = subprocess.run([*codec_command(), "plugins", "--json"], cwd=tmp_path, env=env,
                           capture_output=True, text=True, timeout=300)  # fmt: skip
     assert proc.returncode == 0, proc.stderr
@@ -211,7 +211,7 @@ def _suggested_eval_folder(stdout: str) -> Path:
 
 def test_suggested_commands_use_held_out_images_only(tmp_path: Path) -> None:
     """After a build on the built-in samples, the printed eval points at images not trained on."""
-    from corelib.data import training_images, validation_images
+    from codec_lab.corelib.data import training_images, validation_images
 
     result = invoke("build", "--steps", "1", "--out", tmp_path / "run", *TINY_SETS)
     assert result.exit_code == 0, result.stderr
@@ -236,7 +236,7 @@ def test_val_equal_to_the_training_folder_gets_a_notice(data_dirs, tmp_path: Pat
 
 
 def test_a_busy_cpu_is_pointed_out_with_the_remedy(data_dirs, tmp_path: Path, monkeypatch) -> None:
-    monkeypatch.setattr("cli.commands.build.cpu_busy", lambda: (2.3, 2))
+    monkeypatch.setattr("codec_lab.cli.commands.build.cpu_busy", lambda: (2.3, 2))
     args = ["build", "--steps", "1", "--data", data_dirs["train"], "--val", data_dirs["val"], *TINY_SETS]
     result = invoke(*args, "--out", tmp_path / "a")
     assert "CPU is already busy (load 2.3 on 2 cores)" in result.stderr and "--threads 1" in result.stderr

@@ -22,12 +22,12 @@ from compressai.ops import compute_padding
 from compressai.optimizers import net_aux_optimizer
 from compressai.utils.eval_model.__main__ import inference, inference_entropy_estimation
 
-from corelib.codec import Codec
-from corelib.evaluation import evaluate
-from corelib.images import load_image
-from registry.components import Registry
-from registry.compose import assemble_config, build_codec
-from registry.compressai_zoo import from_factorized_prior, register_run, unregister
+from codec_lab.corelib.codec import Codec
+from codec_lab.corelib.evaluation import evaluate
+from codec_lab.corelib.images import load_image
+from codec_lab.registry.components import Registry
+from codec_lab.registry.compose import assemble_config, build_codec
+from codec_lab.registry.compressai_zoo import from_factorized_prior, register_run, unregister
 from tests.contract.checks import SMALL_PARAMS
 from tests.helpers import image_tensor
 
@@ -281,7 +281,7 @@ def test_registered_run_is_built_by_compressai(trained_run: Path, tmp_path: Path
     import compressai.zoo
     from compressai.utils.eval_model.__main__ import load_checkpoint
 
-    from registry.runs import load_run
+    from codec_lab.registry.runs import load_run
 
     name = register_run(trained_run, "test-registered")
     try:
@@ -307,7 +307,7 @@ def test_codec_compressai_runs_eval_model(trained_run: Path, tmp_path: Path) -> 
     (data / "a.png").write_bytes((SAMPLES / sorted(p.name for p in SAMPLES.glob("*.png"))[0]).read_bytes())
     ckpt = tmp_path / "run.pth.tar"
     proc = subprocess.run(
-        [sys.executable, "-m", "cli.app", "compressai", str(trained_run), "--name", "my-run",
+        [sys.executable, "-m", "codec_lab.cli.app", "compressai", str(trained_run), "--name", "my-run",
          "--export", str(ckpt), "--", "-m", "compressai.utils.eval_model", "checkpoint",
          str(data), "-a", "my-run", "-p", str(ckpt)],
         capture_output=True, text=True, timeout=300, cwd=Path(__file__).resolve().parents[2],
@@ -321,7 +321,7 @@ def test_update_model_rewrites_a_checkpoint_of_a_registered_run(trained_run: Pat
     """``compressai.utils.update_model`` (imported before the registration) takes our codec."""
     from compressai.utils.update_model.__main__ import main as update_main
 
-    from registry.runs import load_run
+    from codec_lab.registry.runs import load_run
 
     ours = load_run(trained_run)
     ckpt = tmp_path / "ours.pth.tar"
@@ -341,7 +341,7 @@ def test_update_model_rewrites_a_checkpoint_of_a_registered_run(trained_run: Pat
 @pytest.fixture(scope="module")
 def keep_run(tmp_path_factory: pytest.TempPathFactory, data_dirs) -> Path:
     """A run of the tiny composition with another ADMM keep ratio: same shapes, other config."""
-    from registry.runs import train_run
+    from codec_lab.registry.runs import train_run
     from tests.conftest import tiny_config
 
     reg = Registry()
@@ -358,8 +358,8 @@ def test_a_checkpoint_of_another_config_is_refused(trained_run: Path, keep_run: 
     evaluated with the wrong settings (it happened: 0.0790 bpp instead of 0.1323)."""
     import compressai.zoo.image
 
-    from corelib.errors import ConfigMismatchError
-    from registry.runs import load_run
+    from codec_lab.corelib.errors import ConfigMismatchError
+    from codec_lab.registry.runs import load_run
 
     name = register_run(trained_run, "test-digest")
     try:
@@ -382,12 +382,12 @@ def test_eval_model_refuses_a_checkpoint_of_another_run(trained_run: Path, keep_
     data.mkdir()
     (data / "a.png").write_bytes(sorted(SAMPLES.glob("*.png"))[0].read_bytes())
     root = Path(__file__).resolve().parents[2]
-    proc = subprocess.run([sys.executable, "-m", "cli.app", "compressai", str(keep_run), "--export",
+    proc = subprocess.run([sys.executable, "-m", "codec_lab.cli.app", "compressai", str(keep_run), "--export",
                            str(tmp_path / "b.pth.tar")], capture_output=True, text=True, timeout=300,
                           cwd=root)  # fmt: skip
     assert proc.returncode == 0, proc.stderr
     proc = subprocess.run(
-        [sys.executable, "-m", "cli.app", "compressai", str(trained_run), "--name", "run-a",
+        [sys.executable, "-m", "codec_lab.cli.app", "compressai", str(trained_run), "--name", "run-a",
          "--export", str(tmp_path / "a.pth.tar"), "--", "-m", "compressai.utils.eval_model",
          "checkpoint", str(data), "-a", "run-a", "-p", str(tmp_path / "a.pth.tar"),
          str(tmp_path / "b.pth.tar")],

@@ -1,12 +1,12 @@
-"""The reusable contract checks (``corelib.testing``) plus small params for our components."""
+"""The reusable contract checks (``codec_lab.corelib.testing``) plus small params for our components."""
 
 from __future__ import annotations
 
 from typing import Any
 
-from corelib.contracts import Component, ComponentInfo
-from corelib.testing import *  # noqa: F403 -- the tests call every check through this module
-from corelib.testing import construct
+from codec_lab.corelib.contracts import Component, ComponentInfo
+from codec_lab.corelib.testing import *  # noqa: F403 -- the tests call every check through this module
+from codec_lab.corelib.testing import construct
 
 SMALL_PARAMS: dict[tuple[str, str], dict[str, Any]] = {
     ("encoder", "cae"): {"channels": 8, "blocks": 0, "latent_channels": 4},

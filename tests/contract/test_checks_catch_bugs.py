@@ -5,9 +5,9 @@ from __future__ import annotations
 import pytest
 import torch
 
-from corelib.streams import Stream
-from plugins.histogram import HistogramCoder
-from plugins.stochastic import StochasticQuantizer
+from codec_lab.corelib.streams import Stream
+from codec_lab.plugins.coders.histogram import HistogramCoder
+from codec_lab.plugins.quantizers.stochastic import StochasticQuantizer
 from tests.contract import checks
 
 

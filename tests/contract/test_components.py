@@ -7,9 +7,9 @@ import json
 import pytest
 import torch
 
-from corelib.contracts import KINDS, ComponentInfo
-from registry.components import Registry
-from registry.compose import assemble_config, build_codec
+from codec_lab.corelib.contracts import KINDS, ComponentInfo
+from codec_lab.registry.components import Registry
+from codec_lab.registry.compose import assemble_config, build_codec
 from tests.contract import checks
 from tests.helpers import image_tensor
 

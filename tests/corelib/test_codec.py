@@ -5,9 +5,9 @@ from __future__ import annotations
 import pytest
 import torch
 
-from corelib.codec import Codec, symbols_crc
-from corelib.errors import BitstreamError
-from registry.compose import build_codec
+from codec_lab.corelib.codec import Codec, symbols_crc
+from codec_lab.corelib.errors import BitstreamError
+from codec_lab.registry.compose import build_codec
 from tests.helpers import image_tensor
 
 
@@ -189,7 +189,7 @@ def _kodak_image() -> torch.Tensor:
     import os
     from pathlib import Path
 
-    from corelib.images import load_image
+    from codec_lab.corelib.images import load_image
 
     path = Path(os.environ.get("CODEC_DATA", "../shared/data")) / "kodak" / "kodim23.png"
     return load_image(path)[0] if path.is_file() else image_tensor(512, 768, seed=23)
@@ -197,8 +197,8 @@ def _kodak_image() -> torch.Tensor:
 
 def test_kodak_sized_image_round_trips_and_the_file_matches_the_estimate(trained_codec: Codec) -> None:
     """A full 768×512 photo: bit-exact, and the real stream size stays near the likelihood estimate."""
-    from corelib.files import decode_bytes, encode_image
-    from corelib.metrics import bpp_from_likelihoods
+    from codec_lab.corelib.files import decode_bytes, encode_image
+    from codec_lab.corelib.metrics import bpp_from_likelihoods
 
     codec = trained_codec
     x = _kodak_image()

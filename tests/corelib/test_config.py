@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from corelib.config import (
+from codec_lab.corelib.config import (
     PRESETS,
     DataConfig,
     TrainConfig,
@@ -16,7 +16,7 @@ from corelib.config import (
     parse_sets,
     validate_sections,
 )
-from corelib.errors import ConfigError
+from codec_lab.corelib.errors import ConfigError
 
 
 # ---------------------------------------------------------------- parse_sets

@@ -7,8 +7,8 @@ import zlib
 
 import pytest
 
-from corelib.container import FORMAT_VERSION, MAGIC, Header, pack, unpack
-from corelib.errors import BitstreamError
+from codec_lab.corelib.container import FORMAT_VERSION, MAGIC, Header, pack, unpack
+from codec_lab.corelib.errors import BitstreamError
 
 
 def _header(**over) -> Header:

@@ -6,8 +6,8 @@ from pathlib import Path
 
 import torch
 
-from corelib.data import CropSampler, training_images, validation_images
-from corelib.images import sample_images
+from codec_lab.corelib.data import CropSampler, training_images, validation_images
+from codec_lab.corelib.images import sample_images
 from tests.helpers import write_image
 
 

@@ -7,9 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from corelib.codec import Codec
-from corelib.evaluation import EvalResult, evaluate
-from corelib.files import decode_bytes
+from codec_lab.corelib.codec import Codec
+from codec_lab.corelib.evaluation import EvalResult, evaluate
+from codec_lab.corelib.files import decode_bytes
 from tests.helpers import write_image
 
 

@@ -9,12 +9,12 @@ import pytest
 import torch
 from PIL import Image
 
-from corelib.codec import Codec
-from corelib.container import pack, unpack
-from corelib.errors import BitstreamError
-from corelib.files import component_tags, decode_bytes, encode_image, read_compressed
-from corelib.images import save_image, to_uint8
-from registry.runs import load_run
+from codec_lab.corelib.codec import Codec
+from codec_lab.corelib.container import pack, unpack
+from codec_lab.corelib.errors import BitstreamError
+from codec_lab.corelib.files import component_tags, decode_bytes, encode_image, read_compressed
+from codec_lab.corelib.images import save_image, to_uint8
+from codec_lab.registry.runs import load_run
 from tests.helpers import decode_in_fresh_process, image_tensor
 
 

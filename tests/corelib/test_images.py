@@ -9,8 +9,15 @@ import pytest
 import torch
 from PIL import Image
 
-from corelib.errors import DataError, ImageError, OutputError
-from corelib.images import atomic_output, list_images, load_image, sample_images, save_image, to_uint8
+from codec_lab.corelib.errors import DataError, ImageError, OutputError
+from codec_lab.corelib.images import (
+    atomic_output,
+    list_images,
+    load_image,
+    sample_images,
+    save_image,
+    to_uint8,
+)
 from tests.helpers import image_array, write_image
 
 

@@ -7,8 +7,8 @@ import math
 import pytest
 import torch
 
-from corelib.losses import distortion_loss
-from corelib.metrics import bpp_from_likelihoods, ms_ssim_window, psnr, quality, round8
+from codec_lab.corelib.losses import distortion_loss
+from codec_lab.corelib.metrics import bpp_from_likelihoods, ms_ssim_window, psnr, quality, round8
 from tests.helpers import image_tensor
 
 

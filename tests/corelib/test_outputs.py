@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from corelib.errors import OutputError
-from corelib.outputs import atomic_output, check_output, default_file_mode
+from codec_lab.corelib.errors import OutputError
+from codec_lab.corelib.outputs import atomic_output, check_output, default_file_mode
 
 
 def _mode(p: Path) -> int:

@@ -7,8 +7,8 @@ from typing import Literal
 
 import pytest
 
-from corelib.errors import ConfigError
-from corelib.params import check_value, schema_of, validate_params
+from codec_lab.corelib.errors import ConfigError
+from codec_lab.corelib.params import check_value, schema_of, validate_params
 
 
 class Toy:

@@ -8,9 +8,9 @@ from pathlib import Path
 import pytest
 import torch
 
-from corelib.errors import RunError
-from corelib.runs import check_run_dir, load_weights, read_config, save_weights, write_json
-from registry.compose import build_codec
+from codec_lab.corelib.errors import RunError
+from codec_lab.corelib.runs import check_run_dir, load_weights, read_config, save_weights, write_json
+from codec_lab.registry.compose import build_codec
 from tests.conftest import tiny_config
 
 

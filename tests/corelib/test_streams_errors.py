@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import torch
 
-from corelib.errors import (
+from codec_lab.corelib.errors import (
     BitstreamError,
     CodecError,
     CompositionError,
@@ -12,7 +12,7 @@ from corelib.errors import (
     UnknownComponentError,
     did_you_mean,
 )
-from corelib.streams import Stream, StreamSpec
+from codec_lab.corelib.streams import Stream, StreamSpec
 
 
 def test_stream_without_mask_sends_everything() -> None:

@@ -8,18 +8,18 @@ from pathlib import Path
 import pytest
 import torch
 
-from corelib.codec import Codec
-from corelib.config import TrainConfig
-from corelib.contracts import TrainContext
-from corelib.data import CropSampler
-from corelib.errors import ConfigError
-from corelib.runs import torch_load_checkpoint
-from corelib.training import LOG_FIELDS, Trainer, resolve_device
-from plugins.admm import ADMMRate
-from plugins.cae import CAEDecoder, CAEEncoder
-from plugins.histogram import HistogramCoder
-from plugins.stochastic import StochasticQuantizer
-from registry.compose import build_codec
+from codec_lab.corelib.codec import Codec
+from codec_lab.corelib.config import TrainConfig
+from codec_lab.corelib.contracts import TrainContext
+from codec_lab.corelib.data import CropSampler
+from codec_lab.corelib.errors import ConfigError
+from codec_lab.corelib.runs import torch_load_checkpoint
+from codec_lab.corelib.training import LOG_FIELDS, Trainer, resolve_device
+from codec_lab.plugins.coders.histogram import HistogramCoder
+from codec_lab.plugins.quantizers.stochastic import StochasticQuantizer
+from codec_lab.plugins.rates.admm import ADMMRate
+from codec_lab.plugins.transforms.cae import CAEDecoder, CAEEncoder
+from codec_lab.registry.compose import build_codec
 from tests.conftest import tiny_config
 
 
@@ -214,9 +214,9 @@ def test_preset_cpu_with_steps_5_fits_on_a_few_images(registry) -> None:
     """The trial that spent 43 s training and 3 minutes fitting on all 200 BSDS500 images."""
     import os
 
-    from corelib.config import TrainConfig
-    from corelib.data import training_images
-    from registry.compose import assemble_config
+    from codec_lab.corelib.config import TrainConfig
+    from codec_lab.corelib.data import training_images
+    from codec_lab.registry.compose import assemble_config
 
     bsds = Path(os.environ.get("CODEC_DATA", "")) / "bsds500" / "train"
     if not os.environ.get("CODEC_DATA") or not bsds.is_dir():
@@ -227,7 +227,7 @@ def test_preset_cpu_with_steps_5_fits_on_a_few_images(registry) -> None:
     trainer = Trainer(_codec(registry), train, _sampler_for(images[:1], train.crop), images)
     plan = trainer.fit_plan()
     assert len(images) == 200 and 1 <= len(plan) <= 5
-    from corelib.images import image_pixels
+    from codec_lab.corelib.images import image_pixels
 
     budget = 5 * train.batch_size * train.crop**2
     assert sum(image_pixels(p) for p in plan[:-1]) < budget

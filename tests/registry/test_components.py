@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import pytest
 
-from corelib.contracts import KINDS
-from corelib.errors import PluginLoadError, UnknownComponentError
-from plugins.admm import ADMMRate
-from plugins.stochastic import StochasticQuantizer
-from registry import hookimpl
-from registry.components import Registry, normalize
-from registry.manager import make_plugin_manager
+from codec_lab import hookimpl
+from codec_lab.corelib.contracts import KINDS
+from codec_lab.corelib.errors import PluginLoadError, UnknownComponentError
+from codec_lab.plugins.quantizers.stochastic import StochasticQuantizer
+from codec_lab.plugins.rates.admm import ADMMRate
+from codec_lab.registry.components import Registry, normalize
+from codec_lab.registry.manager import make_plugin_manager
 
 
 def test_builtins() -> None:
@@ -73,7 +73,7 @@ def _registry_with(**hooks) -> Registry:
 
 
 def test_registering_a_class_of_another_kind_is_refused() -> None:
-    with pytest.raises(PluginLoadError, match="does not subclass corelib.contracts.Rate"):
+    with pytest.raises(PluginLoadError, match="does not subclass codec_lab.contracts.Rate"):
         _registry_with(codec_register_rates=[StochasticQuantizer])
 
 

@@ -6,14 +6,14 @@ import copy
 
 import pytest
 
-from corelib.codec import Codec
-from corelib.errors import CompositionError, ConfigError, UnknownComponentError
-from plugins.admm import ADMMRate
-from plugins.histogram import HistogramCoder
-from registry import hookimpl
-from registry.components import Registry
-from registry.compose import assemble_config, build_codec, resolve_model
-from registry.manager import make_plugin_manager
+from codec_lab import hookimpl
+from codec_lab.corelib.codec import Codec
+from codec_lab.corelib.errors import CompositionError, ConfigError, UnknownComponentError
+from codec_lab.plugins.coders.histogram import HistogramCoder
+from codec_lab.plugins.rates.admm import ADMMRate
+from codec_lab.registry.components import Registry
+from codec_lab.registry.compose import assemble_config, build_codec, resolve_model
+from codec_lab.registry.manager import make_plugin_manager
 from tests.helpers import TINY_MODEL
 
 
@@ -216,8 +216,8 @@ def test_rate_without_defaults_needs_every_component(extended: Registry) -> None
 @pytest.mark.parametrize("preset", ["quick", "cpu", "paper"])
 def test_every_preset_param_is_accepted_by_a_component_of_that_name(registry: Registry, preset: str) -> None:
     """Presets apply each key to the kinds that accept it, so a typo there would be silently dropped."""
-    from corelib.config import load_preset
-    from corelib.params import schema_of
+    from codec_lab.corelib.config import load_preset
+    from codec_lab.corelib.params import schema_of
 
     for name, params in (load_preset(preset).get("components") or {}).items():
         accepted: set[str] = set()

@@ -10,10 +10,10 @@ from pathlib import Path
 import pytest
 import torch
 
-from corelib.errors import DuplicateComponentError, PluginLoadError
-from registry.components import Registry
-from registry.compose import assemble_config, build_codec
-from registry.manager import BUILTIN_PLUGINS, make_plugin_manager
+from codec_lab.corelib.errors import DuplicateComponentError, PluginLoadError
+from codec_lab.registry.components import Registry
+from codec_lab.registry.compose import assemble_config, build_codec
+from codec_lab.registry.manager import BUILTIN_PLUGINS, make_plugin_manager
 from tests.contract import checks
 from tests.helpers import (
     DUPLICATE_RATE_MODULE,
@@ -105,7 +105,7 @@ def test_codec_plugins_works_with_autoload_disabled(site: Path, monkeypatch: pyt
 
 def test_module_named_twice_is_registered_once(site: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     _install_fake(site)
-    monkeypatch.setenv("CODEC_PLUGINS", "fake_codec_plugin,plugins.admm")
+    monkeypatch.setenv("CODEC_PLUGINS", "fake_codec_plugin,codec_lab.plugins.rates.admm")
     registry = Registry()
     assert registry.names("quantizer").count("fake-ternary") == 1
     assert registry.get("rate", "admm").source == "built-in"
@@ -118,7 +118,7 @@ def test_duplicate_name_names_both_plugins(site: Path, monkeypatch: pytest.Monke
         Registry()
     msg = str(e.value)
     assert "rate 'admm' is registered twice" in msg
-    assert "built-in (plugins.admm)" in msg and "CODEC_PLUGINS (fake_dup_plugin)" in msg
+    assert "built-in (codec_lab.plugins.rates.admm)" in msg and "CODEC_PLUGINS (fake_dup_plugin)" in msg
 
 
 def test_duplicate_from_a_distribution_names_it(site: Path) -> None:

@@ -9,10 +9,10 @@ from pathlib import Path
 import pytest
 import yaml
 
-from corelib.errors import OutputError
-from corelib.runs import torch_load_checkpoint
-from registry.components import Registry
-from registry.runs import describe, load_run, train_run
+from codec_lab.corelib.errors import OutputError
+from codec_lab.corelib.runs import torch_load_checkpoint
+from codec_lab.registry.components import Registry
+from codec_lab.registry.runs import describe, load_run, train_run
 from tests.conftest import tiny_config
 
 RUN_FILES = {"config.yaml", "weights.safetensors", "train_log.csv", "metrics.json", "report.md",

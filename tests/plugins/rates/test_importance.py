@@ -5,12 +5,12 @@ from __future__ import annotations
 import pytest
 import torch
 
-from corelib.contracts import TrainContext
-from corelib.errors import BitstreamError, CompositionError, ConfigError
-from corelib.streams import Stream
-from plugins.histogram import HistogramCoder
-from plugins.importance import ImportanceRate, importance_mask, quantize_map
-from plugins.stochastic import StochasticQuantizer
+from codec_lab.corelib.contracts import TrainContext
+from codec_lab.corelib.errors import BitstreamError, CompositionError, ConfigError
+from codec_lab.corelib.streams import Stream
+from codec_lab.plugins.coders.histogram import HistogramCoder
+from codec_lab.plugins.quantizers.stochastic import StochasticQuantizer
+from codec_lab.plugins.rates.importance import ImportanceRate, importance_mask, quantize_map
 
 
 def _rate(levels: int = 4, channels: int = 8, **kw) -> ImportanceRate:
@@ -169,7 +169,7 @@ def test_eval_always_masks() -> None:
 
 
 def test_an_encoder_without_a_map_is_refused(registry) -> None:
-    from registry.compose import assemble_config, build_codec
+    from codec_lab.registry.compose import assemble_config, build_codec
 
     cfg = assemble_config(registry, rate="importance", components={"encoder": "cae", "decoder": "cae",
                                                                    "quantizer": "stochastic"})  # fmt: skip

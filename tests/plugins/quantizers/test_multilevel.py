@@ -7,12 +7,12 @@ import math
 import pytest
 import torch
 
-from corelib.errors import ConfigError
-from corelib.testing import check_quantizer
-from plugins.cae import CAEEncoder
-from plugins.multilevel import BinaryQuantizer, MultilevelQuantizer
-from registry.components import Registry
-from registry.compose import build_codec
+from codec_lab.corelib.errors import ConfigError
+from codec_lab.corelib.testing import check_quantizer
+from codec_lab.plugins.quantizers.multilevel import BinaryQuantizer, MultilevelQuantizer
+from codec_lab.plugins.transforms.cae import CAEEncoder
+from codec_lab.registry.components import Registry
+from codec_lab.registry.compose import build_codec
 
 
 def _two_clusters(gen: torch.Generator, n: int = 2, c: int = 2, size: int = 16) -> torch.Tensor:

@@ -7,11 +7,11 @@ import math
 import pytest
 import torch
 
-from corelib.errors import ConfigError
-from corelib.testing import construct
-from plugins.content_weighted import ContentWeightedDecoder, ContentWeightedEncoder
-from registry.components import Registry
-from registry.compose import assemble_config, resolve_model
+from codec_lab.corelib.errors import ConfigError
+from codec_lab.corelib.testing import construct
+from codec_lab.plugins.transforms.content_weighted import ContentWeightedDecoder, ContentWeightedEncoder
+from codec_lab.registry.components import Registry
+from codec_lab.registry.compose import assemble_config, resolve_model
 
 TINY = 0.0625  # internal channels 4 … 32 (64·w = 4, 512·w = 32): a few ten-thousand parameters
 VARIANTS = ("tpami", "cvpr")

@@ -17,9 +17,9 @@ from compressai.layers import GDN
 from compressai.models.utils import conv, deconv
 from torch import Tensor, nn
 
-from corelib.contracts import Decoder, Encoder
-from corelib.errors import ConfigError
-from registry import hookimpl
+from codec_lab import hookimpl
+from codec_lab.contracts import Decoder, Encoder
+from codec_lab.errors import ConfigError
 
 __all__ = ["GDNDecoder", "GDNEncoder"]
 

@@ -20,11 +20,10 @@ from collections.abc import Mapping
 
 import torch
 
-from corelib.contracts import Component, Quantizer, Rate, RateOutput
-from corelib.entropy_models import TrackedBottleneck
-from corelib.errors import ConfigError
-from corelib.streams import Stream, StreamSpec
-from registry import hookimpl
+from codec_lab import hookimpl
+from codec_lab.contracts import Component, Quantizer, Rate, RateOutput, Stream, StreamSpec
+from codec_lab.corelib.entropy_models import TrackedBottleneck
+from codec_lab.errors import ConfigError
 
 __all__ = ["EntropyRate"]
 

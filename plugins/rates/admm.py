@@ -32,10 +32,9 @@ from typing import Any, Literal
 
 import torch
 
-from corelib.contracts import Quantizer, Rate, RateOutput, TrainContext
-from corelib.errors import ConfigError
-from corelib.streams import Stream, StreamSpec
-from registry import hookimpl
+from codec_lab import hookimpl
+from codec_lab.contracts import Quantizer, Rate, RateOutput, Stream, StreamSpec, TrainContext
+from codec_lab.errors import ConfigError
 
 __all__ = ["ADMMRate"]
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 import torch
 
-from corelib.errors import ConfigError
-from plugins.stochastic import StochasticQuantizer
+from codec_lab.corelib.errors import ConfigError
+from codec_lab.plugins.quantizers.stochastic import StochasticQuantizer
 
 
 @pytest.mark.parametrize("value", [0.3, -1.7, 2.5, 4.0, -0.05])

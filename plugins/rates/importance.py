@@ -26,10 +26,9 @@ from typing import Any, Literal
 
 import torch
 
-from corelib.contracts import Component, Quantizer, Rate, RateOutput, TrainContext
-from corelib.errors import BitstreamError, ConfigError
-from corelib.streams import Stream, StreamSpec
-from registry import hookimpl
+from codec_lab import hookimpl
+from codec_lab.contracts import Component, Quantizer, Rate, RateOutput, Stream, StreamSpec, TrainContext
+from codec_lab.errors import BitstreamError, ConfigError
 
 __all__ = ["ImportanceRate", "importance_mask", "quantize_map"]
 

@@ -21,10 +21,9 @@ import constriction
 import numpy as np
 import torch
 
-from corelib.contracts import EntropyCoder
-from corelib.errors import BitstreamError, ConfigError
-from corelib.streams import Stream, StreamSpec
-from registry import hookimpl
+from codec_lab import hookimpl
+from codec_lab.contracts import EntropyCoder, Stream, StreamSpec
+from codec_lab.errors import BitstreamError, ConfigError
 
 __all__ = ["HistogramCoder", "integer_frequencies"]
 

@@ -13,11 +13,10 @@ from collections.abc import Mapping, Sequence
 
 import torch
 
-from corelib.contracts import Component, EntropyCoder, Rate
-from corelib.entropy_models import decode_symbols, encode_symbols, table_likelihoods
-from corelib.errors import ConfigError
-from corelib.streams import Stream, StreamSpec
-from registry import hookimpl
+from codec_lab import hookimpl
+from codec_lab.contracts import Component, EntropyCoder, Rate, Stream, StreamSpec
+from codec_lab.corelib.entropy_models import decode_symbols, encode_symbols, table_likelihoods
+from codec_lab.errors import ConfigError
 
 __all__ = ["FactorizedCoder"]
 

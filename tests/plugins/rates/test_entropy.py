@@ -7,11 +7,11 @@ import warnings
 import pytest
 import torch
 
-from corelib.entropy_models import StaleTablesWarning, TrackedBottleneck, table_likelihoods
-from corelib.errors import BitstreamError, CompositionError
-from corelib.files import decode_bytes, encode_image
-from plugins.noise import NoiseQuantizer
-from registry.compose import build_codec
+from codec_lab.corelib.entropy_models import StaleTablesWarning, TrackedBottleneck, table_likelihoods
+from codec_lab.corelib.errors import BitstreamError, CompositionError
+from codec_lab.corelib.files import decode_bytes, encode_image
+from codec_lab.plugins.quantizers.noise import NoiseQuantizer
+from codec_lab.registry.compose import build_codec
 from tests.helpers import image_tensor
 
 GDN = {"name": "gdn", "channels": 8, "latent_channels": 6}
@@ -143,7 +143,7 @@ def test_loaded_tables_are_trusted_and_missing_ones_built(registry) -> None:
 
 
 def test_table_likelihoods_price_escapes_like_the_coder() -> None:
-    from corelib.entropy_models import encode_symbols
+    from codec_lab.corelib.entropy_models import encode_symbols
 
     eb = TrackedBottleneck(2)
     eb.update()
@@ -163,7 +163,7 @@ def test_impossible_payloads_are_refused_before_the_rans_decoder(registry, data)
 
 
 def test_nothing_sent_costs_nothing_and_decodes(registry) -> None:
-    from corelib.entropy_models import decode_symbols, encode_symbols
+    from codec_lab.corelib.entropy_models import decode_symbols, encode_symbols
 
     eb = TrackedBottleneck(3)
     eb.update()
@@ -173,9 +173,9 @@ def test_nothing_sent_costs_nothing_and_decodes(registry) -> None:
 
 
 def test_training_engine_trains_the_quantiles_and_leaves_fresh_tables(registry, data_dirs) -> None:
-    from corelib.config import TrainConfig
-    from corelib.data import CropSampler
-    from corelib.training import Trainer
+    from codec_lab.corelib.config import TrainConfig
+    from codec_lab.corelib.data import CropSampler
+    from codec_lab.corelib.training import Trainer
 
     torch.manual_seed(0)
     codec = build_codec(_model(), registry)

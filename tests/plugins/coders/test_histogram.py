@@ -5,9 +5,9 @@ from __future__ import annotations
 import pytest
 import torch
 
-from corelib.errors import BitstreamError, ConfigError
-from corelib.streams import Stream, StreamSpec
-from plugins.histogram import PRECISION, HistogramCoder, integer_frequencies
+from codec_lab.corelib.errors import BitstreamError, ConfigError
+from codec_lab.corelib.streams import Stream, StreamSpec
+from codec_lab.plugins.coders.histogram import PRECISION, HistogramCoder, integer_frequencies
 
 SPEC = StreamSpec("y", 2, 5)
 

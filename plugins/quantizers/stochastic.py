@@ -15,9 +15,9 @@ from __future__ import annotations
 
 import torch
 
-from corelib.contracts import Quantizer
-from corelib.errors import ConfigError
-from registry import hookimpl
+from codec_lab import hookimpl
+from codec_lab.contracts import Quantizer
+from codec_lab.errors import ConfigError
 
 __all__ = ["StochasticQuantizer"]
 

@@ -34,9 +34,9 @@ from typing import Literal
 import torch
 from torch import nn
 
-from corelib.contracts import Decoder, Encoder
-from corelib.errors import ConfigError
-from registry import hookimpl
+from codec_lab import hookimpl
+from codec_lab.contracts import Decoder, Encoder
+from codec_lab.errors import ConfigError
 
 __all__ = ["ContentWeightedDecoder", "ContentWeightedEncoder"]
 

@@ -32,9 +32,9 @@ from collections.abc import Callable, Mapping
 
 import torch
 
-from corelib.contracts import Component, Quantizer
-from corelib.errors import ConfigError
-from registry import hookimpl
+from codec_lab import hookimpl
+from codec_lab.contracts import Component, Quantizer
+from codec_lab.errors import ConfigError
 
 __all__ = ["BinaryQuantizer", "MultilevelQuantizer"]
 

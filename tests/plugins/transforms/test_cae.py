@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 import torch
 
-from corelib.errors import ConfigError
-from plugins.cae import CAEDecoder, CAEEncoder, _ResBlock
+from codec_lab.corelib.errors import ConfigError
+from codec_lab.plugins.transforms.cae import CAEDecoder, CAEEncoder, _ResBlock
 
 
 @pytest.mark.parametrize("hw", [(16, 16), (48, 40), (24, 64)])

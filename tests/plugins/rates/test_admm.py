@@ -7,11 +7,11 @@ import copy
 import pytest
 import torch
 
-from corelib.contracts import RateOutput, TrainContext
-from corelib.errors import ConfigError
-from plugins.admm import ADMMRate
-from plugins.stochastic import StochasticQuantizer
-from registry.compose import build_codec
+from codec_lab.corelib.contracts import RateOutput, TrainContext
+from codec_lab.corelib.errors import ConfigError
+from codec_lab.plugins.quantizers.stochastic import StochasticQuantizer
+from codec_lab.plugins.rates.admm import ADMMRate
+from codec_lab.registry.compose import build_codec
 from tests.conftest import tiny_config
 from tests.helpers import image_tensor
 
@@ -212,8 +212,8 @@ def test_extra_state_info(registry) -> None:
 
 def test_admm_composes_with_the_gdn_transforms(registry) -> None:
     """The ADMM rate on CompressAI's transforms (16× downsampling, a 2×2 latent template cell)."""
-    from corelib.contracts import TrainContext
-    from registry.compose import build_codec as build
+    from codec_lab.corelib.contracts import TrainContext
+    from codec_lab.registry.compose import build_codec as build
     from tests.helpers import image_tensor as img
 
     gdn = {"name": "gdn", "channels": 8, "latent_channels": 6}

@@ -10,8 +10,8 @@ from __future__ import annotations
 
 import torch
 
-from corelib.contracts import Quantizer
-from registry import hookimpl
+from codec_lab import hookimpl
+from codec_lab.contracts import Quantizer
 
 __all__ = ["NoiseQuantizer"]
 

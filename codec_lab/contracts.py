@@ -1,0 +1,37 @@
+"""The plugin author's API: one contract per plugin kind and the types they exchange.
+
+Subclass a contract to write a component, register the class with ``@hookimpl`` (from
+``codec_lab``). This module is the stable import path; the definitions live in
+``codec_lab.corelib``.
+"""
+
+from codec_lab.corelib.contracts import (
+    KINDS,
+    NAME_PATTERN,
+    Component,
+    ComponentInfo,
+    Decoder,
+    Encoder,
+    EntropyCoder,
+    Quantizer,
+    Rate,
+    RateOutput,
+    TrainContext,
+)
+from codec_lab.corelib.streams import Stream, StreamSpec
+
+__all__ = [
+    "KINDS",
+    "NAME_PATTERN",
+    "Component",
+    "ComponentInfo",
+    "Decoder",
+    "Encoder",
+    "EntropyCoder",
+    "Quantizer",
+    "Rate",
+    "RateOutput",
+    "Stream",
+    "StreamSpec",
+    "TrainContext",
+]

@@ -1,0 +1,1 @@
+"""Built-in entropy coders; ``common`` holds what the coders share."""

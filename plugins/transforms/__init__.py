@@ -1,0 +1,1 @@
+"""Built-in encoders and decoders (analysis and synthesis transforms)."""
