@@ -156,7 +156,7 @@ def test_broken_entry_point(site: Path, monkeypatch: pytest.MonkeyPatch) -> None
 
 def test_misspelled_hook_is_a_plugin_load_error(site: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     write_module(site, "fake_typo_plugin",
-                 "from registry import hookimpl\n\n@hookimpl\ndef codec_register_rate():\n    return []\n")
+                 "from codec_lab import hookimpl\n\n@hookimpl\ndef codec_register_rate():\n    return []\n")
     monkeypatch.setenv("CODEC_PLUGINS", "fake_typo_plugin")
     with pytest.raises(PluginLoadError, match="fake_typo_plugin"):
         make_plugin_manager()
