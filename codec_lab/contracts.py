@@ -16,6 +16,7 @@ from codec_lab.corelib.contracts import (
     Quantizer,
     Rate,
     RateOutput,
+    ReportColumn,
     TrainContext,
 )
 from codec_lab.corelib.streams import Stream, StreamSpec
@@ -31,6 +32,7 @@ __all__ = [
     "Quantizer",
     "Rate",
     "RateOutput",
+    "ReportColumn",
     "Stream",
     "StreamSpec",
     "TrainContext",

@@ -29,10 +29,11 @@ def config_digest(config: Mapping[str, Any]) -> torch.Tensor:
     return torch.tensor(list(hashlib.sha256(text.encode()).digest()[:8]), dtype=torch.uint8)
 
 
-def symbols_crc(symbols: torch.Tensor, mask: torch.Tensor | None) -> int:
-    """CRC-32 of the transmitted symbols, to detect a decoder desync instead of garbage."""
+def symbols_crc(symbols: torch.Tensor, mask: torch.Tensor | None, salt: bytes = b"") -> int:
+    """CRC-32 of ``salt`` then the transmitted symbols, to detect a decoder desync (or a
+    changed header field the salt encodes, such as the image size) instead of garbage."""
     sent = symbols[mask.expand_as(symbols)] if mask is not None else symbols.reshape(-1)
-    return zlib.crc32(sent.to(torch.int32).cpu().numpy().tobytes())
+    return zlib.crc32(sent.to(torch.int32).cpu().numpy().tobytes(), zlib.crc32(salt))
 
 
 class Codec(CompressionModel):
@@ -255,7 +256,7 @@ class Codec(CompressionModel):
             out = self.rate(self._quantize(feats["y"]), feats, self.quantizer)
         return out.streams
 
-    def compress(self, x: torch.Tensor) -> dict[str, Any]:
+    def compress(self, x: torch.Tensor, crc_salt: bytes = b"") -> dict[str, Any]:
         """Code a batch of images (any size) to bytes: one list of bytes per stream.
 
         Returns ``{"strings", "shape", "image_size", "crc"}``; pass the whole dict to
@@ -273,7 +274,7 @@ class Codec(CompressionModel):
             for i in range(b):
                 one = Stream(s.spec, s.symbols[i], mask[i])
                 per_item.append(self.coder.encode(one))
-                per_crc.append(symbols_crc(one.symbols, one.mask))
+                per_crc.append(symbols_crc(one.symbols, one.mask, crc_salt))
             strings.append(per_item)
             crcs.append(per_crc)
         shape = tuple(streams[0].symbols.shape[-2:])
@@ -284,12 +285,28 @@ class Codec(CompressionModel):
             "crc": crcs,
         }
 
+    def _check_symbol_count(self, data: bytes, spec: StreamSpec, hw: tuple[int, int],
+                            mask: torch.Tensor | None) -> None:  # fmt: skip
+        """Refuse a stream claiming more symbols than its bytes can carry (before decoding)."""
+        limit = self.coder.max_symbols(len(data), spec)
+        if limit is None:
+            return
+        full = spec.channels * hw[0] * hw[1]
+        sent = full if mask is None else int(mask.expand(spec.channels, *hw).sum())
+        if sent > limit:
+            raise BitstreamError(
+                f"stream {spec.name!r} would hold {sent:,} symbols in {len(data):,} bytes; this "
+                f"model codes at most {limit:,} in that many bytes",
+                "the file is damaged (its image size or stream lengths were changed)",
+            )
+
     def decompress(
         self,
         strings: list[list[bytes]],
         shape: tuple[int, int] | torch.Size,
         image_size: tuple[int, int] | None = None,
         crc: list[list[int]] | None = None,
+        crc_salt: bytes = b"",
     ) -> dict[str, torch.Tensor]:
         """Inverse of :meth:`compress`: ``{"x_hat"}`` clamped to [0, 1].
 
@@ -319,6 +336,7 @@ class Codec(CompressionModel):
                 decoded: dict[str, torch.Tensor] = {}
                 for k, spec in enumerate(self.specs):
                     mask = self.rate.decode_mask(spec, decoded, hw)
+                    self._check_symbol_count(strings[k][i], spec, hw, mask)
                     try:
                         sym = self.coder.decode(strings[k][i], spec, (spec.channels, *hw), mask)
                     except CodecError:
@@ -329,7 +347,7 @@ class Codec(CompressionModel):
                             f"{type(self.coder).name!r}: {type(e).__name__}: {e}",
                             "the file is damaged or was coded by a different model",
                         ) from e
-                    if crc is not None and symbols_crc(sym, mask) != crc[k][i]:
+                    if crc is not None and symbols_crc(sym, mask, crc_salt) != crc[k][i]:
                         raise BitstreamError(
                             f"stream {spec.name!r} decoded to different symbols than were "
                             "encoded (checksum mismatch)",

@@ -9,6 +9,7 @@ CDFs with an escape symbol), so our bitstreams are byte-identical to CompressAI'
 from __future__ import annotations
 
 import hashlib
+import math
 import warnings
 from typing import Any
 
@@ -20,6 +21,7 @@ __all__ = [
     "TrackedBottleneck",
     "decode_symbols",
     "encode_symbols",
+    "table_max_symbols",
     "table_likelihoods",
 ]
 
@@ -172,6 +174,23 @@ def _escape_bits(raw: torch.Tensor) -> torch.Tensor:
             break
         n = n + more.to(n.dtype)
     return _BYPASS_BITS * (n // _MAX_BYPASS + 1) + _BYPASS_BITS * n
+
+
+def table_max_symbols(model: EntropyBottleneck, n_bytes: int) -> int | None:
+    """The most symbols ``n_bytes`` of rANS can carry with ``model``'s tables (None: no tables).
+
+    Every symbol costs at least the bits of the most probable entry of any channel's table;
+    the 8-byte rANS state and word padding are added as slack.
+    """
+    cdf = model._quantized_cdf.to(torch.int64)
+    if cdf.numel() == 0:
+        return None
+    top = int((cdf[:, 1:] - cdf[:, :-1]).max())
+    precision = 1 << model.entropy_coder_precision
+    if top >= precision:
+        return None
+    min_bits = -math.log2(top / precision)
+    return int((8 * n_bytes + 8 * _RANS_STATE_BYTES + 32) / min_bits) + 1
 
 
 def table_likelihoods(model: EntropyBottleneck, symbols: torch.Tensor) -> torch.Tensor:

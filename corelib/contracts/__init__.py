@@ -1,6 +1,6 @@
 """One abstract contract per plugin kind. Subclass these to write a component."""
 
-from codec_lab.corelib.contracts.base import NAME_PATTERN, Component, ComponentInfo
+from codec_lab.corelib.contracts.base import NAME_PATTERN, Component, ComponentInfo, ReportColumn
 from codec_lab.corelib.contracts.coder import EntropyCoder
 from codec_lab.corelib.contracts.decoder import Decoder
 from codec_lab.corelib.contracts.encoder import Encoder
@@ -27,5 +27,6 @@ __all__ = [
     "Quantizer",
     "Rate",
     "RateOutput",
+    "ReportColumn",
     "TrainContext",
 ]

@@ -10,10 +10,27 @@ from typing import Any, ClassVar
 
 from torch import nn
 
-__all__ = ["NAME_PATTERN", "Component", "ComponentInfo"]
+__all__ = ["NAME_PATTERN", "Component", "ComponentInfo", "ReportColumn"]
 
 NAME_PATTERN = re.compile(r"[a-z0-9]+(-[a-z0-9]+)*")
 """A component ``name``: lowercase kebab-case (letters, digits, single hyphens); use fullmatch."""
+
+
+@dataclass(frozen=True)
+class ReportColumn:
+    """A scalar a component reports per image and per training step, shown in every table.
+
+    Attributes:
+        key: the key in ``RateOutput.info`` (and in result rows, logs and JSON).
+        label: column heading.
+        fmt: format spec of the value, e.g. ``".3f"``.
+        help: one line saying what it measures (shown in legends and docs).
+    """
+
+    key: str
+    label: str
+    fmt: str = ".4g"
+    help: str = ""
 
 
 @dataclass(frozen=True)

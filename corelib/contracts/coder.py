@@ -55,6 +55,16 @@ class EntropyCoder(Component):
     ) -> torch.Tensor:
         """Inverse of :meth:`encode`: the (C, h, w) int64 symbols (0 where masked)."""
 
+    def max_symbols(self, n_bytes: int, spec: StreamSpec) -> int | None:
+        """The most symbols ``n_bytes`` of stream ``spec`` can carry under this model, or None.
+
+        The decoder refuses a file whose header claims more transmitted symbols than this
+        before decoding anything, so a damaged size cannot make it allocate without bound.
+        A static model gives ``8 · n_bytes / min_bits`` plus its termination slack, where
+        ``min_bits`` is the cost of its most probable symbol.
+        """
+        return None
+
     def connect(self, rate: Rate) -> None:
         """Called once after :meth:`configure` with the codec's rate plugin.
 

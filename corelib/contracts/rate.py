@@ -9,7 +9,7 @@ from typing import Any, ClassVar
 
 import torch
 
-from codec_lab.corelib.contracts.base import Component
+from codec_lab.corelib.contracts.base import Component, ReportColumn
 from codec_lab.corelib.contracts.quantizer import Quantizer
 from codec_lab.corelib.streams import Stream, StreamSpec
 
@@ -68,6 +68,11 @@ class Rate(Component):
 
     tile_size: int | None = None
     """Code the image as independent tiles of this many pixels (None: whole image)."""
+
+    report_columns: ClassVar[tuple[ReportColumn, ...]] = ()
+    """Scalars of :attr:`RateOutput.info` that every table shows (training log, ``codec eval``,
+    run report, benchmarks) — e.g. the fraction of code positions sent. Tables know them only
+    through this declaration."""
 
     @abc.abstractmethod
     def stream_specs(

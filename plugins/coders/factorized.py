@@ -15,7 +15,12 @@ import torch
 
 from codec_lab import hookimpl
 from codec_lab.contracts import Component, EntropyCoder, Rate, Stream, StreamSpec
-from codec_lab.corelib.entropy_models import decode_symbols, encode_symbols, table_likelihoods
+from codec_lab.corelib.entropy_models import (
+    decode_symbols,
+    encode_symbols,
+    table_likelihoods,
+    table_max_symbols,
+)
 from codec_lab.errors import ConfigError
 
 __all__ = ["FactorizedCoder"]
@@ -78,6 +83,9 @@ class FactorizedCoder(EntropyCoder):
         self, data: bytes, spec: StreamSpec, shape: tuple[int, int, int], mask: torch.Tensor | None
     ) -> torch.Tensor:
         return decode_symbols(self._model(spec.name), data, shape, mask)
+
+    def max_symbols(self, n_bytes: int, spec: StreamSpec) -> int | None:
+        return table_max_symbols(self._model(spec.name), n_bytes)
 
     def fit_end(self) -> None:
         """Freeze the tables: rebuild them from the density as it is now."""

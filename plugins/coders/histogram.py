@@ -15,6 +15,7 @@ exact dyadic probabilities ``freq / 2^20``.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 
 import constriction
@@ -124,6 +125,14 @@ class HistogramCoder(EntropyCoder):
     @property
     def fitted(self) -> bool:
         return bool(self.is_fitted)
+
+    def max_symbols(self, n_bytes: int, spec: StreamSpec) -> int | None:
+        """Bound from the model's most probable symbol (over channels), plus one ANS word."""
+        top = int(self._freq(spec.name).max())
+        if top >= 1 << PRECISION:  # a certain symbol costs nothing: no bound
+            return None
+        min_bits = -math.log2(top / float(1 << PRECISION))
+        return int((8 * n_bytes + 64) / min_bits) + 1
 
     # ------------------------------------------------------------------ coding
     def _models(self, name: str) -> list[constriction.stream.model.Categorical]:

@@ -33,7 +33,7 @@ from typing import Any, Literal
 import torch
 
 from codec_lab import hookimpl
-from codec_lab.contracts import Quantizer, Rate, RateOutput, Stream, StreamSpec, TrainContext
+from codec_lab.contracts import Quantizer, Rate, RateOutput, ReportColumn, Stream, StreamSpec, TrainContext
 from codec_lab.errors import ConfigError
 
 __all__ = ["ADMMRate"]
@@ -56,6 +56,7 @@ class ADMMRate(Rate):
     name = "admm"
     summary = "ADMM pruning of the latent to its largest entries (fixed template mask)"
     version = "0.1"
+    report_columns = (ReportColumn("kept", "kept", ".3f", "fraction of latent positions sent"),)
     default_components = {"encoder": "cae", "quantizer": "stochastic", "coder": "histogram",
                           "decoder": "cae"}  # fmt: skip
 

@@ -27,7 +27,16 @@ from typing import Any, Literal
 import torch
 
 from codec_lab import hookimpl
-from codec_lab.contracts import Component, Quantizer, Rate, RateOutput, Stream, StreamSpec, TrainContext
+from codec_lab.contracts import (
+    Component,
+    Quantizer,
+    Rate,
+    RateOutput,
+    ReportColumn,
+    Stream,
+    StreamSpec,
+    TrainContext,
+)
 from codec_lab.errors import BitstreamError, ConfigError
 
 __all__ = ["ImportanceRate", "importance_mask", "quantize_map"]
@@ -92,6 +101,7 @@ class ImportanceRate(Rate):
     name = "importance"
     summary = "importance-map mask (map sent as a side stream) with a thresholded rate loss"
     version = "0.1"
+    report_columns = (ReportColumn("kept", "kept", ".3f", "fraction of code positions sent"),)
     default_components = {"encoder": "content-weighted", "quantizer": "multilevel", "coder": "histogram",
                           "decoder": "content-weighted"}  # fmt: skip
 
