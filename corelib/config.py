@@ -61,7 +61,12 @@ class TrainConfig:
         seed: seeds torch, numpy and the crops.
         device: ``auto`` (cuda if available), ``cpu`` or ``cuda``.
         fit_coder: fit the entropy coder on the training codes after training.
-        fit_images: cap on images used for fitting (null: all training images).
+        fit_images: cap on images a counted coder fit observes (null: all training images,
+            up to the pixels training saw).
+        coder_steps: optimizer steps of a trained coder's stage (null: the coder's default;
+            capped by ``steps`` when that is set).
+        coder_lr: Adam learning rate of a trained coder's stage.
+        coder_batch_size: crops per step of a trained coder's stage (null: ``batch_size``).
         time_limit: minutes of training; after the first epoch the run is shortened to the
             steps that fit (schedules are planned on the shortened run). null: no limit.
     """
@@ -83,6 +88,9 @@ class TrainConfig:
     device: Literal["auto", "cpu", "cuda"] = "auto"
     fit_coder: bool = True
     fit_images: int | None = None
+    coder_steps: int | None = None
+    coder_lr: float = 1e-3
+    coder_batch_size: int | None = None
     time_limit: float | None = None
 
     def check(self) -> None:
@@ -91,12 +99,13 @@ class TrainConfig:
         for key, value in positive.items():
             if value < 1:
                 raise ConfigError(f"train.{key} must be >= 1, got {value}")
-        for key in ("steps", "steps_per_epoch", "fit_images"):
+        for key in ("steps", "steps_per_epoch", "fit_images", "coder_steps", "coder_batch_size"):
             value = getattr(self, key)
             if value is not None and value < 1:
                 raise ConfigError(f"train.{key} must be >= 1 or null, got {value}")
-        if self.lr <= 0:
-            raise ConfigError(f"train.lr must be > 0, got {self.lr}")
+        for key in ("lr", "coder_lr"):
+            if not getattr(self, key) > 0:
+                raise ConfigError(f"train.{key} must be > 0, got {getattr(self, key)}")
         if self.time_limit is not None and not self.time_limit > 0:
             raise ConfigError(f"train.time_limit must be > 0 minutes or null, got {self.time_limit}")
         if self.crop % 8:

@@ -16,11 +16,12 @@ import numpy as np
 import torch
 
 from codec_lab.corelib.codec import Codec
+from codec_lab.corelib.coder_fit import CoderFitter
 from codec_lab.corelib.config import TrainConfig
 from codec_lab.corelib.contracts import TrainContext
 from codec_lab.corelib.data import CropSampler
 from codec_lab.corelib.devices import resolve_device
-from codec_lab.corelib.images import image_pixels, load_image
+from codec_lab.corelib.images import image_pixels
 from codec_lab.corelib.losses import distortion_loss
 from codec_lab.corelib.metrics import bpp_from_likelihoods
 from codec_lab.corelib.outputs import atomic_output
@@ -28,8 +29,9 @@ from codec_lab.corelib.progress import NullProgress, Progress
 
 __all__ = ["TrainResult", "Trainer", "resolve_device"]  # resolve_device: from codec_lab.corelib.devices
 
-LOG_FIELDS = ("epoch", "step", "loss", "distortion", "rate_loss", "est_bpp", "psnr", "lr", "kept",
-              "seconds", "event")  # fmt: skip
+LOG_FIELDS = ("epoch", "step", "loss", "distortion", "rate_loss", "est_bpp", "psnr", "lr", "seconds",
+              "event")  # fmt: skip
+"""Columns of ``train_log.csv``; the rate's ``report_columns`` follow them."""
 
 
 @dataclass
@@ -42,7 +44,9 @@ class TrainResult:
     fit_seconds: float
     history: list[dict[str, Any]] = field(default_factory=list)
     fit_images: int = 0
-    """Training images the entropy coder was fitted on (0: nothing to fit)."""
+    """Training images a counted coder was fitted on (0: none)."""
+    fit_steps: int = 0
+    """Optimizer steps of a trained coder's stage (0: none)."""
 
 
 def _net_aux_split(codec: Codec) -> tuple[list[torch.nn.Parameter], list[torch.nn.Parameter]]:
@@ -91,30 +95,20 @@ class Trainer:
         self.total_steps = cfg.epochs * spe if cfg.steps is None else min(cfg.steps, cfg.epochs * spe)
         self.total_epochs = math.ceil(self.total_steps / spe)
         self.loss_fn = distortion_loss(cfg.loss, cfg.crop)
-        self._t0 = 0.0
+        self.fitter = CoderFitter(codec, cfg, self.fit_images, sampler=sampler, run_dir=run_dir,
+                                  progress=self.progress, device=self.device, label="2/2 ")  # fmt: skip
+        # The rate's declared scalars are logged after the fixed columns.
+        self.log_fields = (*LOG_FIELDS, *(c.key for c in codec.rate.report_columns))
 
     @property
     def fits_coder(self) -> bool:
         """Whether a coder-fitting stage follows training."""
-        return bool(self.cfg.fit_coder and self.codec.coder.fits_on_codes and self.fit_images)
+        return self.fitter.fitting != "none"
 
     def fit_plan(self, total_steps: int | None = None) -> list[Path]:
-        """The training images the coder fit will observe, for a run of ``total_steps``.
-
-        ``train.fit_images`` caps the count; the pixels training sees
-        (``steps × batch_size × crop²``) cap the total size, with at least one image.
-        """
-        steps = self.total_steps if total_steps is None else total_steps
-        images = self.fit_images[: self.cfg.fit_images] if self.cfg.fit_images else self.fit_images
-        budget = steps * self.cfg.batch_size * self.cfg.crop**2
-        chosen: list[Path] = []
-        pixels = 0
-        for path in images:
-            if chosen and pixels >= budget:
-                break
-            chosen.append(path)
-            pixels += image_pixels(path)
-        return chosen
+        """The training images a counted coder fit will observe after ``total_steps``
+        (default: the planned steps); see :meth:`CoderFitter.plan_images`."""
+        return self.fitter.plan_images(self.total_steps if total_steps is None else total_steps)
 
     def _seed(self) -> None:
         torch.manual_seed(self.cfg.seed)
@@ -127,7 +121,7 @@ class Trainer:
         path = self.run_dir / "train_log.csv"
         new = not path.exists()
         with path.open("a", newline="") as f:
-            w = csv.DictWriter(f, fieldnames=LOG_FIELDS, extrasaction="ignore")
+            w = csv.DictWriter(f, fieldnames=self.log_fields, extrasaction="ignore")
             if new:
                 w.writeheader()
             w.writerow(row)
@@ -159,14 +153,14 @@ class Trainer:
         codec.train()
         codec.rate.on_train_start(ctx)
         history: list[dict[str, Any]] = []
-        t0 = self._t0 = time.perf_counter()
+        t0 = time.perf_counter()
         t_first = t0
         step, lr_scale = 0, 1.0
         stages = 2 if self.fits_coder else 1
+        self.fitter.train_steps = self.total_steps
         if stages == 2:
-            self.progress.message(
-                f"stage 1/2: training, {self.total_steps} steps; stage 2/2: fitting the "
-                f"{type(codec.coder).name} coder on {len(self.fit_plan())} training image(s)")
+            self.progress.message(f"stage 1/2: training, {self.total_steps} steps; stage 2/2: "
+                                  f"{self.fitter.describe()}")  # fmt: skip
         self.progress.start("training (steps)" if stages == 1 else "1/2 training (steps)",
                             self.total_steps)
         epoch = -1
@@ -213,7 +207,8 @@ class Trainer:
                         "rate_loss": float(out["rate_loss"]),
                         "est_bpp": float(bpp_from_likelihoods(out["likelihoods"], num_pixels)),
                         "psnr": float((-10 * torch.log10(mse)).mean()),
-                        "kept": float(out["rate"].info.get("kept", 1.0)),
+                        **{c.key: float(out["rate"].info.get(c.key, float("nan")))
+                           for c in codec.rate.report_columns},
                     }
                 for k, v in vals.items():
                     sums[k] = sums.get(k, 0.0) + v
@@ -240,13 +235,15 @@ class Trainer:
         self.progress.stop()
         seconds = time.perf_counter() - t0
         t1 = time.perf_counter()
-        fitted = self.fit_coder() if self.fits_coder else 0
+        self.fitter.train_steps = step
+        self.fitter.deadline = t0 + cfg.time_limit * 60 if cfg.time_limit is not None else None
+        fit = self.fitter.run()
         # Tables from quantiles found by bisection, not only the aux loss: a short run's
         # quantiles have not converged, and symbols outside them cost escape bits.
         codec.update(force=True, update_quantiles=True)
         codec.eval()
         return TrainResult(step, self.total_epochs, seconds, time.perf_counter() - t1, history,
-                           fit_images=fitted)  # fmt: skip
+                           fit_images=fit.images, fit_steps=fit.steps)  # fmt: skip
 
     def _fit_time_limit(self, ctx: TrainContext, step: int, seconds: float, steady: float) -> None:
         """Shrink the plan to what fits ``time_limit``, measured on the first epoch.
@@ -259,7 +256,10 @@ class Trainer:
         per_step = max(steady / (step - 1) if step > 1 else seconds, 1e-9)
         left = max(0.0, self.cfg.time_limit * 60 - seconds)
         fits = step + int(left / per_step)
-        if self.fits_coder:
+        if self.fitter.fitting == "trained":
+            # A trained coder's stage gets a fifth of what is left (it stops at the limit too).
+            fits = step + int(0.8 * left / per_step)
+        elif self.fits_coder:
             # Leave room for the coder fit: an eval forward costs about a third of a training
             # step per pixel (no backward, no loss), and the fit sees at most the training pixels.
             per_pixel = per_step / (self.cfg.batch_size * self.cfg.crop**2) / 3
@@ -280,28 +280,3 @@ class Trainer:
             f"time limit {self.cfg.time_limit:g} min: training {self.total_steps} steps "
             f"({self.total_epochs} epochs) at {per_step:.3f} s/step"
         )
-
-    def fit_coder(self) -> int:
-        """Stage 2: fit the entropy coder's model on the hard codes of whole training images.
-
-        Observes the images of :meth:`fit_plan`, stopping early (after at least one) when
-        ``time_limit`` is reached. Returns the number of images observed.
-        """
-        images = self.fit_plan()
-        coder = self.codec.coder
-        deadline = self._t0 + self.cfg.time_limit * 60 if self.cfg.time_limit is not None else None
-        coder.fit_begin()
-        self.progress.start(f"2/2 fitting the {type(coder).name} coder (images)", len(images))
-        done = 0
-        for path in images:
-            if done and deadline is not None and time.perf_counter() > deadline:
-                self.progress.message(f"time limit {self.cfg.time_limit:g} min reached: coder fitted "
-                                      f"on {done} of {len(images)} image(s)")
-                break
-            x = load_image(path)[0].to(self.device)
-            coder.fit_observe(self.codec.streams(x))
-            done += 1
-            self.progress.advance(1)
-        coder.fit_end()
-        self.progress.stop()
-        return done

@@ -1,7 +1,13 @@
 """One abstract contract per plugin kind. Subclass these to write a component."""
 
-from codec_lab.corelib.contracts.base import NAME_PATTERN, Component, ComponentInfo, ReportColumn
-from codec_lab.corelib.contracts.coder import EntropyCoder
+from codec_lab.corelib.contracts.base import (
+    NAME_PATTERN,
+    Component,
+    ComponentInfo,
+    ReportColumn,
+    SetupContext,
+)
+from codec_lab.corelib.contracts.coder import Context, EntropyCoder, Fitting
 from codec_lab.corelib.contracts.decoder import Decoder
 from codec_lab.corelib.contracts.encoder import Encoder
 from codec_lab.corelib.contracts.quantizer import Quantizer
@@ -21,12 +27,15 @@ __all__ = [
     "NAME_PATTERN",
     "Component",
     "ComponentInfo",
+    "Context",
     "Decoder",
     "Encoder",
     "EntropyCoder",
+    "Fitting",
     "Quantizer",
     "Rate",
     "RateOutput",
     "ReportColumn",
+    "SetupContext",
     "TrainContext",
 ]

@@ -6,14 +6,39 @@ import abc
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from torch import nn
 
-__all__ = ["NAME_PATTERN", "Component", "ComponentInfo", "ReportColumn"]
+if TYPE_CHECKING:
+    from codec_lab.corelib.streams import StreamSpec
+
+__all__ = ["NAME_PATTERN", "Component", "ComponentInfo", "ReportColumn", "SetupContext"]
 
 NAME_PATTERN = re.compile(r"[a-z0-9]+(-[a-z0-9]+)*")
 """A component ``name``: lowercase kebab-case (letters, digits, single hyphens); use fullmatch."""
+
+
+@dataclass(frozen=True)
+class SetupContext:
+    """Everything a component may need to set itself up, handed over once by the ``Codec``.
+
+    Attributes:
+        latent_channels: the encoder's latent channels C.
+        alphabet: the quantizer's alphabet size K (None: unbounded integers).
+        downsampling_factor: the encoder's spatial factor f.
+        parts: every component by kind (``encoder``, ``quantizer``, ``rate``, ``coder``,
+            ``decoder``). Keep references to other parts out of your module tree (store them
+            in a plain dict), so their parameters are saved once, under their owner.
+        specs: the rate's stream specs, in coding order (empty when the rate itself is set
+            up; the coder and decoder see them).
+    """
+
+    latent_channels: int
+    alphabet: int | None
+    downsampling_factor: int
+    parts: Mapping[str, Component]
+    specs: tuple[StreamSpec, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -60,12 +85,28 @@ class Component(nn.Module, abc.ABC):
             written into every compressed file.
         requires: names this component needs for other kinds, e.g.
             ``{"rate": ("entropy",)}``; any other choice is refused at build time.
+        presets: this component's settings for each training preset (``quick``, ``cpu``,
+            ``paper``), e.g. ``{"cpu": {"channels": 64}}``: ``--preset NAME`` applies them
+            when the component is chosen, below ``--config`` and ``--set``.
+
+    Life cycle: the constructor takes the config keys; then the ``Codec`` calls
+    :meth:`setup` once with what the component needs from the others. Everything the
+    component owns (buffers, sub-modules) must exist after set-up, so that a freshly built
+    codec loads any state dict of the same composition.
     """
 
     name: ClassVar[str] = ""
     summary: ClassVar[str] = ""
     version: ClassVar[str] = "0.1"
     requires: ClassVar[Mapping[str, tuple[str, ...]]] = {}
+    presets: ClassVar[Mapping[str, Mapping[str, Any]]] = {}
+
+    def setup(self, ctx: SetupContext) -> None:
+        """Create what depends on the other parts (buffers sized by the latent, references).
+
+        Called exactly once, by the ``Codec``, after every component is constructed and
+        :meth:`check_composition` passed. The default does nothing.
+        """
 
     def check_composition(self, parts: Mapping[str, Component]) -> str | None:
         """Say why this component cannot work with ``parts`` (kind → component), or None.

@@ -3,16 +3,20 @@
 from __future__ import annotations
 
 import abc
-from collections.abc import Sequence
-from typing import ClassVar
+from collections.abc import Mapping, Sequence
+from typing import ClassVar, Literal
 
 import torch
 
-from codec_lab.corelib.contracts.base import Component
-from codec_lab.corelib.contracts.rate import Rate
+from codec_lab.corelib.contracts.base import Component, SetupContext
 from codec_lab.corelib.streams import Stream, StreamSpec
 
-__all__ = ["EntropyCoder"]
+__all__ = ["Context", "EntropyCoder", "Fitting"]
+
+Context = Mapping[str, Stream]
+"""The streams already coded for the same image(s), by name, in coding order."""
+
+Fitting = Literal["counted", "trained", "none"]
 
 
 class EntropyCoder(Component):
@@ -23,35 +27,67 @@ class EntropyCoder(Component):
     * the decoder computes every probability with exactly the computation the encoder
       used (same shapes, same order), on integer frequencies, never on raw floats;
     * positions the mask excludes cost no bits and are never read;
-    * :meth:`likelihoods` is the probability the real coder assigns (so the estimated bpp
-      of ``Codec.forward`` is what a file would cost, up to termination bytes).
+    * :meth:`likelihoods` is what the real coder spends: exactly the probabilities it codes
+      with (``likelihoods_exact = True``: static tables, context networks) or, for adaptive
+      coders whose probabilities depend on the coding order, an estimate within
+      ``likelihood_tolerance`` of the real bits (``corelib.testing.check_coder`` holds a
+      coder to its claim).
 
-    Life cycle: the builder calls :meth:`configure` with the rate plugin's stream specs,
-    then :meth:`connect` with the rate plugin; training may call :meth:`loss` (coders
-    trained jointly); after training the engine fits the model on the training codes
-    (:meth:`fit_begin`, :meth:`fit_observe`, :meth:`fit_end`) unless ``fits_on_codes`` is
-    False.
+    Conditioning: every method gets ``context``, the streams already coded for the same
+    image (side streams first, e.g. an importance map before the code), so a coder may
+    condition a stream on an earlier one. The decoder receives exactly what the encoder saw:
+    the earlier streams' symbols and masks.
+
+    Shapes: :meth:`likelihoods` and :meth:`loss` see batches, symbols (B, C, H, W);
+    :meth:`encode` and :meth:`decode` one image, (C, h, w). Masks are bool and broadcast to
+    the symbols' shape (a (C, 1, 1) mask selects whole channels). Everything the coder
+    owns (tables, networks) is created in :meth:`setup` as buffers or parameters.
+
+    Fitting (``fitting``):
+
+    * ``"counted"``: after training the engine calls :meth:`fit_begin`, :meth:`fit_observe`
+      for each training image's hard streams, then :meth:`fit_end` (static histograms);
+    * ``"trained"``: the engine runs a stage with its own optimizer over the coder's
+      parameters, minimizing :meth:`fit_loss` on hard streams of training crops
+      (``train.coder_*`` settings), with progress, log and checkpoint (context networks);
+    * ``"none"``: nothing to fit (a coder using the rate's density; an adaptive coder).
     """
 
     kind: ClassVar[str] = "coder"
-    fits_on_codes: ClassVar[bool] = True
-    """Whether the training engine should run the fit stage (False: nothing to fit)."""
+    fitting: ClassVar[Fitting] = "counted"
+    """How the model is fitted after the transform is trained (see the class docstring)."""
+    likelihoods_exact: ClassVar[bool] = True
+    """True: :meth:`likelihoods` are the probabilities coded with. False: an estimate."""
+    likelihood_tolerance: ClassVar[float] = 0.0
+    """For an estimate: the largest relative gap between real and estimated bits."""
+    default_fit_steps: ClassVar[int] = 500
+    """Optimizer steps of a ``"trained"`` coder's stage when ``train.coder_steps`` is null."""
 
     @abc.abstractmethod
-    def configure(self, specs: Sequence[StreamSpec]) -> None:
-        """Create the probability model (parameters, buffers) for these streams."""
+    def setup(self, ctx: SetupContext) -> None:
+        """Create the probability model (parameters, buffers) for ``ctx.specs``.
+
+        ``ctx.parts["rate"]`` is the codec's rate; coders that code with its density
+        models (:meth:`Rate.entropy_models`) keep them in a plain dict, out of the module
+        tree, so their parameters are saved once, under the rate.
+        """
 
     @abc.abstractmethod
-    def likelihoods(self, stream: Stream) -> torch.Tensor:
-        """Probabilities of ``stream.symbols`` under the coder's model (1 where masked)."""
+    def likelihoods(self, stream: Stream, context: Context | None = None) -> torch.Tensor:
+        """Probabilities of ``stream.symbols`` (B, C, H, W) under the model (1 where masked)."""
 
     @abc.abstractmethod
-    def encode(self, stream: Stream) -> bytes:
+    def encode(self, stream: Stream, context: Context | None = None) -> bytes:
         """Code one image's stream, symbols (C, h, w), skipping masked positions."""
 
     @abc.abstractmethod
     def decode(
-        self, data: bytes, spec: StreamSpec, shape: tuple[int, int, int], mask: torch.Tensor | None
+        self,
+        data: bytes,
+        spec: StreamSpec,
+        shape: tuple[int, int, int],
+        mask: torch.Tensor | None,
+        context: Context | None = None,
     ) -> torch.Tensor:
         """Inverse of :meth:`encode`: the (C, h, w) int64 symbols (0 where masked)."""
 
@@ -65,17 +101,18 @@ class EntropyCoder(Component):
         """
         return None
 
-    def connect(self, rate: Rate) -> None:
-        """Called once after :meth:`configure` with the codec's rate plugin.
-
-        Coders that code with the rate's own density models (:meth:`Rate.entropy_models`)
-        keep a reference here; keep it out of the module tree (no submodule), so the
-        model's parameters are saved once, under the rate.
-        """
-
     def loss(self, streams: Sequence[Stream]) -> torch.Tensor | None:
-        """Loss to train the coder jointly with the transforms, or None (fitted later)."""
+        """Loss to train the coder jointly with the transform, or None (fitted after it).
+
+        ``streams`` are one batch's (B, C, H, W) streams in coding order.
+        """
         return None
+
+    def fit_loss(self, streams: Sequence[Stream]) -> torch.Tensor:
+        """The loss a ``"trained"`` coder's stage minimizes on one batch of hard streams
+        (transform frozen), e.g. the bits per transmitted symbol under the model."""
+        raise NotImplementedError(f"coder {type(self).name!r} declares fitting='trained' but "
+                                  "does not implement fit_loss()")
 
     def fit_begin(self) -> None:
         """Start fitting the model on training codes (reset statistics)."""

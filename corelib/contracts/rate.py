@@ -9,7 +9,7 @@ from typing import Any, ClassVar
 
 import torch
 
-from codec_lab.corelib.contracts.base import Component, ReportColumn
+from codec_lab.corelib.contracts.base import Component, ReportColumn, SetupContext
 from codec_lab.corelib.contracts.quantizer import Quantizer
 from codec_lab.corelib.streams import Stream, StreamSpec
 
@@ -69,23 +69,37 @@ class Rate(Component):
     tile_size: int | None = None
     """Code the image as independent tiles of this many pixels (None: whole image)."""
 
+    train_presets: ClassVar[Mapping[str, Mapping[str, Any]]] = {}
+    """Changes to the ``train`` recipe per preset when this rate is chosen, e.g.
+    ``{"cpu": {"loss": "mse", "lr": 1e-3}}`` (a rate trained on MSE)."""
+
+    specs: tuple[StreamSpec, ...] = ()
+    """The streams :meth:`setup` declared, kept by the codec; build streams from these."""
+
     report_columns: ClassVar[tuple[ReportColumn, ...]] = ()
     """Scalars of :attr:`RateOutput.info` that every table shows (training log, ``codec eval``,
     run report, benchmarks) — e.g. the fraction of code positions sent. Tables know them only
     through this declaration."""
 
     @abc.abstractmethod
-    def stream_specs(
-        self, latent_channels: int, alphabet: int | None, downsampling_factor: int
-    ) -> list[StreamSpec]:
-        """Declare the streams, in coding order; called once when the codec is composed.
+    def setup(self, ctx: SetupContext) -> list[StreamSpec]:  # type: ignore[override]
+        """Create what the rate owns and declare its streams, in coding order.
+
+        Called once by the ``Codec``, which keeps the returned specs in :attr:`specs`
+        (``forward`` builds its streams from them; they are never re-declared).
 
         Args:
-            latent_channels: the encoder's latent channels C.
-            alphabet: the quantizer's alphabet size K (None: unbounded integers).
-            downsampling_factor: the encoder's spatial factor f (a template learned on
-                P-pixel crops has P/f latent rows).
+            ctx: ``latent_channels`` C, ``alphabet`` K (None: unbounded integers),
+                ``downsampling_factor`` f (a template learned on P-pixel crops has P/f
+                latent rows), and the other ``parts``.
         """
+
+    def spec(self, name: str) -> StreamSpec:
+        """The declared spec of stream ``name``."""
+        for s in self.specs:
+            if s.name == name:
+                return s
+        raise KeyError(f"rate {type(self).name!r} declares no stream {name!r}")
 
     @abc.abstractmethod
     def forward(

@@ -9,12 +9,12 @@ same weights produce identical files. Nothing is fitted after training.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 
 import torch
 
 from codec_lab import hookimpl
-from codec_lab.contracts import Component, EntropyCoder, Rate, Stream, StreamSpec
+from codec_lab.contracts import Component, Context, EntropyCoder, Rate, SetupContext, Stream, StreamSpec
 from codec_lab.corelib.entropy_models import (
     decode_symbols,
     encode_symbols,
@@ -33,7 +33,7 @@ class FactorizedCoder(EntropyCoder):
     summary = "the entropy rate's own factorized density, CompressAI rANS tables"
     version = "0.1"
     requires = {"rate": ("entropy",)}
-    fits_on_codes = False
+    fitting = "none"
 
     def __init__(self) -> None:
         super().__init__()
@@ -48,10 +48,10 @@ class FactorizedCoder(EntropyCoder):
                     "quantizer noise (for a finite alphabet use coder histogram)")  # fmt: skip
         return None
 
-    def configure(self, specs: Sequence[StreamSpec]) -> None:
-        self.specs = {s.name: s for s in specs}
-
-    def connect(self, rate: Rate) -> None:
+    def setup(self, ctx: SetupContext) -> None:
+        self.specs = {s.name: s for s in ctx.specs}
+        rate = ctx.parts["rate"]
+        assert isinstance(rate, Rate)
         models = dict(rate.entropy_models())
         missing = [n for n in self.specs if n not in models]
         if missing:
@@ -69,18 +69,23 @@ class FactorizedCoder(EntropyCoder):
         model.update()  # builds missing tables, rebuilds stale ones (with a warning)
         return model
 
-    def likelihoods(self, stream: Stream) -> torch.Tensor:
+    def likelihoods(self, stream: Stream, context: Context | None = None) -> torch.Tensor:
         sym = stream.symbols if stream.symbols.dim() == 4 else stream.symbols.unsqueeze(0)
         p = table_likelihoods(self._model(stream.spec.name), sym).view_as(stream.symbols)
         if stream.mask is None:
             return p
         return torch.where(stream.full_mask(), p, torch.ones_like(p))
 
-    def encode(self, stream: Stream) -> bytes:
+    def encode(self, stream: Stream, context: Context | None = None) -> bytes:
         return encode_symbols(self._model(stream.spec.name), stream.symbols, stream.mask)
 
     def decode(
-        self, data: bytes, spec: StreamSpec, shape: tuple[int, int, int], mask: torch.Tensor | None
+        self,
+        data: bytes,
+        spec: StreamSpec,
+        shape: tuple[int, int, int],
+        mask: torch.Tensor | None,
+        context: Context | None = None,
     ) -> torch.Tensor:
         return decode_symbols(self._model(spec.name), data, shape, mask)
 

@@ -23,7 +23,7 @@ import numpy as np
 import torch
 
 from codec_lab import hookimpl
-from codec_lab.contracts import EntropyCoder, Stream, StreamSpec
+from codec_lab.contracts import Context, EntropyCoder, SetupContext, Stream, StreamSpec
 from codec_lab.errors import BitstreamError, ConfigError
 
 __all__ = ["HistogramCoder", "integer_frequencies"]
@@ -69,9 +69,9 @@ class HistogramCoder(EntropyCoder):
             return "histogram needs a quantizer with a finite alphabet (e.g. stochastic)"
         return None
 
-    def configure(self, specs: Sequence[StreamSpec]) -> None:
-        for spec in specs:
-            if spec.alphabet < 1:
+    def setup(self, ctx: SetupContext) -> None:
+        for spec in ctx.specs:
+            if spec.alphabet is None or spec.alphabet < 1:
                 raise ConfigError(f"histogram: stream {spec.name!r} has no finite alphabet")
             self.specs[spec.name] = spec
             shape = (spec.channels, spec.alphabet)
@@ -95,7 +95,7 @@ class HistogramCoder(EntropyCoder):
         idx = (chan * k + sym.clamp(0, k - 1))[mask]
         return torch.bincount(idx, minlength=c * k).view(c, k).to(torch.float64)
 
-    def likelihoods(self, stream: Stream) -> torch.Tensor:
+    def likelihoods(self, stream: Stream, context: Context | None = None) -> torch.Tensor:
         name = stream.spec.name
         if self.training:
             with torch.no_grad():
@@ -139,7 +139,7 @@ class HistogramCoder(EntropyCoder):
         freq = self._freq(name).cpu().numpy().astype(np.float64) / float(1 << PRECISION)
         return [constriction.stream.model.Categorical(f, perfect=False) for f in freq]
 
-    def encode(self, stream: Stream) -> bytes:
+    def encode(self, stream: Stream, context: Context | None = None) -> bytes:
         sym, mask = stream.symbols.cpu(), stream.full_mask().cpu()
         if sym.numel() and (int(sym.min()) < 0 or int(sym.max()) >= stream.spec.alphabet):
             raise ValueError(f"symbols of stream {stream.spec.name!r} outside its alphabet")
@@ -153,7 +153,12 @@ class HistogramCoder(EntropyCoder):
         return coder.get_compressed().astype("<u4").tobytes()
 
     def decode(
-        self, data: bytes, spec: StreamSpec, shape: tuple[int, int, int], mask: torch.Tensor | None
+        self,
+        data: bytes,
+        spec: StreamSpec,
+        shape: tuple[int, int, int],
+        mask: torch.Tensor | None,
+        context: Context | None = None,
     ) -> torch.Tensor:
         if len(data) % 4:
             raise BitstreamError(f"stream {spec.name!r} has a length not a multiple of 4 bytes")

@@ -33,7 +33,16 @@ from typing import Any, Literal
 import torch
 
 from codec_lab import hookimpl
-from codec_lab.contracts import Quantizer, Rate, RateOutput, ReportColumn, Stream, StreamSpec, TrainContext
+from codec_lab.contracts import (
+    Quantizer,
+    Rate,
+    RateOutput,
+    ReportColumn,
+    SetupContext,
+    Stream,
+    StreamSpec,
+    TrainContext,
+)
 from codec_lab.errors import ConfigError
 
 __all__ = ["ADMMRate"]
@@ -88,9 +97,9 @@ class ADMMRate(Rate):
         """The ``tile`` grid codes ``cell``-pixel tiles; the others the whole image."""
         return self.cell if self.grid == "tile" else None
 
-    def stream_specs(
-        self, latent_channels: int, alphabet: int | None, downsampling_factor: int
-    ) -> list[StreamSpec]:
+    def setup(self, ctx: SetupContext) -> list[StreamSpec]:
+        latent_channels, alphabet = ctx.latent_channels, ctx.alphabet
+        downsampling_factor = ctx.downsampling_factor
         if self.cell % downsampling_factor:
             raise ConfigError(
                 f"admm: cell {self.cell} is not a multiple of the encoder's factor "
@@ -141,8 +150,7 @@ class ADMMRate(Rate):
         else:
             target = self._cover(self.Z - self.U, hw)
             rate_loss = self.rho / 2 * (y_tilde - target).pow(2).flatten(1).sum(1).mean()
-        spec = StreamSpec("y", y_tilde.shape[1], quantizer.alphabet_size or 0)
-        stream = Stream(spec, quantizer.to_symbols(y_hat), None if mask is None else mask[None])
+        stream = Stream(self.spec("y"), quantizer.to_symbols(y_hat), None if mask is None else mask[None])
         kept = 1.0 if mask is None else float(mask.float().mean())
         info = {"kept": kept, "zeros": float((y_hat.detach() == 0).float().mean())}
         return RateOutput(y_hat=y_hat, rate_loss=rate_loss, streams=[stream], info=info)

@@ -21,7 +21,7 @@ from collections.abc import Mapping
 import torch
 
 from codec_lab import hookimpl
-from codec_lab.contracts import Component, Quantizer, Rate, RateOutput, Stream, StreamSpec
+from codec_lab.contracts import Component, Quantizer, Rate, RateOutput, SetupContext, Stream, StreamSpec
 from codec_lab.corelib.entropy_models import TrackedBottleneck
 from codec_lab.errors import ConfigError
 
@@ -61,14 +61,12 @@ class EntropyRate(Rate):
                     "grid (noise or stochastic), not learned levels")  # fmt: skip
         return None
 
-    def stream_specs(
-        self, latent_channels: int, alphabet: int | None, downsampling_factor: int
-    ) -> list[StreamSpec]:
-        self.factor = downsampling_factor
+    def setup(self, ctx: SetupContext) -> list[StreamSpec]:
+        self.factor = ctx.downsampling_factor
         self.bottleneck = TrackedBottleneck(
-            latent_channels, tail_mass=self.tail_mass, init_scale=self.init_scale
+            ctx.latent_channels, tail_mass=self.tail_mass, init_scale=self.init_scale
         )
-        return [StreamSpec("y", latent_channels, alphabet)]
+        return [StreamSpec("y", ctx.latent_channels, ctx.alphabet)]
 
     @staticmethod
     def _step(quantizer: Quantizer) -> float:
@@ -95,11 +93,10 @@ class EntropyRate(Rate):
         b, _, h, w = y_tilde.shape
         pixels = b * h * w * self.factor**2
         bpp = -torch.log2(likelihood).sum() / pixels
-        spec = StreamSpec("y", y_tilde.shape[1], quantizer.alphabet_size)
         return RateOutput(
             y_hat=y_tilde,
             rate_loss=self.weight * bpp,
-            streams=[Stream(spec, symbols)],
+            streams=[Stream(self.spec("y"), symbols)],
             likelihoods={"y": likelihood},
         )
 

@@ -33,6 +33,7 @@ from codec_lab.contracts import (
     Rate,
     RateOutput,
     ReportColumn,
+    SetupContext,
     Stream,
     StreamSpec,
     TrainContext,
@@ -139,9 +140,8 @@ class ImportanceRate(Rate):
                     f"(use --encoder content-weighted)")  # fmt: skip
         return None
 
-    def stream_specs(
-        self, latent_channels: int, alphabet: int | None, downsampling_factor: int
-    ) -> list[StreamSpec]:
+    def setup(self, ctx: SetupContext) -> list[StreamSpec]:
+        latent_channels, alphabet = ctx.latent_channels, ctx.alphabet
         if alphabet is None:
             raise ConfigError("importance needs a quantizer with a finite alphabet (e.g. multilevel)")
         if latent_channels % self.levels:
@@ -175,9 +175,8 @@ class ImportanceRate(Rate):
         else:
             y_hat, mask, rate_loss = y_tilde, None, y_tilde.new_zeros(())
         streams = [
-            Stream(StreamSpec("map", 1, self.levels, side=True), q, None),
-            Stream(StreamSpec("y", y_tilde.shape[1], quantizer.alphabet_size or 0),
-                   quantizer.to_symbols(y_tilde), mask),
+            Stream(self.spec("map"), q, None),
+            Stream(self.spec("y"), quantizer.to_symbols(y_tilde), mask),
         ]
         kept = 1.0 if mask is None else float(mask.float().mean())
         info = {"kept": kept, "map_mean": float(per_image.detach().mean())}

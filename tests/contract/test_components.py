@@ -10,6 +10,7 @@ import torch
 from codec_lab.corelib.contracts import KINDS, ComponentInfo
 from codec_lab.registry.components import Registry
 from codec_lab.registry.compose import assemble_config, build_codec
+from codec_lab.corelib.testing import setup_coder, setup_rate
 from tests.contract import checks
 from tests.helpers import image_tensor
 
@@ -59,9 +60,9 @@ def _make(info: ComponentInfo, registry: Registry):
     def make():
         part = checks.small(info)
         if info.kind == "rate":
-            part.stream_specs(4, _default_quantizer(registry).alphabet_size, 8)
-        elif info.kind == "coder":
-            part.configure(checks.CODER_SPECS)
+            setup_rate(part, _default_quantizer(registry), 4, 8)
+        elif info.kind == "coder" and not info.cls.requires.get("rate"):
+            setup_coder(part, checks.CODER_SPECS)
         return part
 
     return make
@@ -116,7 +117,7 @@ def test_coder_contract(info: ComponentInfo, registry: Registry) -> None:
     rate = checks.small(registry.get("rate", rates[0]))
     q_name = rate.default_components.get("quantizer")
     q = checks.small(registry.get("quantizer", q_name)) if q_name else _default_quantizer(registry)
-    specs = rate.stream_specs(4, q.alphabet_size, 16)
+    specs = setup_rate(rate, q, 4, 16)
     checks.check_coder(lambda: checks.small(info), specs, rate=rate)
 
 

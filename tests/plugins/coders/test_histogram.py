@@ -7,6 +7,7 @@ import torch
 
 from codec_lab.corelib.errors import BitstreamError, ConfigError
 from codec_lab.corelib.streams import Stream, StreamSpec
+from codec_lab.corelib.testing import setup_coder
 from codec_lab.plugins.coders.histogram import PRECISION, HistogramCoder, integer_frequencies
 
 SPEC = StreamSpec("y", 2, 5)
@@ -44,7 +45,7 @@ def test_integer_frequencies_other_precision() -> None:
 
 def _coder() -> HistogramCoder:
     c = HistogramCoder(momentum=0.5)
-    c.configure([SPEC])
+    setup_coder(c, [SPEC])
     return c
 
 
@@ -124,7 +125,7 @@ def test_momentum_and_alphabet_checks() -> None:
     with pytest.raises(ConfigError, match="momentum"):
         HistogramCoder(momentum=1.0)
     with pytest.raises(ConfigError, match="no finite alphabet"):
-        HistogramCoder().configure([StreamSpec("y", 2, 0)])
+        setup_coder(HistogramCoder(), [StreamSpec("y", 2, 0)])
 
     class _Unbounded:
         alphabet_size = None

@@ -9,6 +9,7 @@ import torch
 
 from codec_lab.corelib.contracts import RateOutput, TrainContext
 from codec_lab.corelib.errors import ConfigError
+from codec_lab.corelib.testing import setup_rate
 from codec_lab.plugins.quantizers.stochastic import StochasticQuantizer
 from codec_lab.plugins.rates.admm import ADMMRate
 from codec_lab.registry.compose import build_codec
@@ -18,7 +19,7 @@ from tests.helpers import image_tensor
 
 def _rate(**kw) -> ADMMRate:
     rate = ADMMRate(**{"cell": 32, "grid": "periodic", **kw})  # template-position semantics
-    rate.stream_specs(4, 15, 8)  # template (4, 4, 4)
+    setup_rate(rate, 15, 4, 8)  # template (4, 4, 4)
     return rate
 
 
@@ -155,9 +156,9 @@ def test_bad_params(kw: dict, match: str) -> None:
 
 def test_cell_must_fit_the_encoder_and_alphabet_must_be_finite() -> None:
     with pytest.raises(ConfigError, match="cell 36 is not a multiple"):
-        ADMMRate(cell=36).stream_specs(4, 15, 8)
+        setup_rate(ADMMRate(cell=36), 15, 4, 8)
     with pytest.raises(ConfigError, match="finite alphabet"):
-        ADMMRate(cell=32).stream_specs(4, None, 8)
+        setup_rate(ADMMRate(cell=32), None, 4, 8)
 
 
 # ---------------------------------------------------------------- masks through the whole codec

@@ -8,6 +8,7 @@ import torch
 from codec_lab.corelib.contracts import TrainContext
 from codec_lab.corelib.errors import BitstreamError, CompositionError, ConfigError
 from codec_lab.corelib.streams import Stream
+from codec_lab.corelib.testing import setup_coder, setup_rate
 from codec_lab.plugins.coders.histogram import HistogramCoder
 from codec_lab.plugins.quantizers.stochastic import StochasticQuantizer
 from codec_lab.plugins.rates.importance import ImportanceRate, importance_mask, quantize_map
@@ -15,7 +16,7 @@ from codec_lab.plugins.rates.importance import ImportanceRate, importance_mask, 
 
 def _rate(levels: int = 4, channels: int = 8, **kw) -> ImportanceRate:
     rate = ImportanceRate(levels=levels, **kw)
-    rate.stream_specs(channels, 15, 8)
+    setup_rate(rate, StochasticQuantizer(), channels, 8)  # the quantizer the tests use
     return rate
 
 
@@ -60,7 +61,7 @@ def test_masked_positions_never_reach_the_coder() -> None:
     code = out.streams[1]
     assert not code.mask.all() and code.mask.any()
     coder = HistogramCoder()
-    coder.configure([s.spec for s in out.streams])
+    setup_coder(coder, [s.spec for s in out.streams])
     one = Stream(code.spec, code.symbols[0], code.mask[0])
     scrambled = torch.where(code.mask[0], code.symbols[0], (code.symbols[0] + 7) % 31)
     assert coder.encode(one) == coder.encode(Stream(code.spec, scrambled, code.mask[0]))
@@ -76,7 +77,7 @@ def test_a_map_that_keeps_nothing_still_round_trips() -> None:
     out = rate(q(feats["y"]), feats, q)
     assert out.info["kept"] == 0.0 and torch.count_nonzero(out.y_hat) == 0
     coder = HistogramCoder()
-    coder.configure([s.spec for s in out.streams])
+    setup_coder(coder, [s.spec for s in out.streams])
     decoded = {}
     for s in out.streams:
         mask = rate.decode_mask(s.spec, decoded, (5, 6))
@@ -88,7 +89,7 @@ def test_a_map_that_keeps_nothing_still_round_trips() -> None:
 
 def test_map_of_the_wrong_shape_is_a_decode_error() -> None:
     rate = _rate()
-    code_spec = rate.stream_specs(8, 15, 8)[1]
+    code_spec = setup_rate(rate, 15, 8, 8)[1]
     with pytest.raises(BitstreamError, match="map stream"):
         rate.decode_mask(code_spec, {"map": torch.zeros(1, 4, 4, dtype=torch.long)}, (5, 6))
 
@@ -108,7 +109,7 @@ def test_out_of_range_params_are_refused(kw: dict, match: str) -> None:
 
 def test_levels_must_divide_the_code_channels() -> None:
     with pytest.raises(ConfigError, match="valid levels for 12 channels: 2, 3, 4, 6, 12"):
-        ImportanceRate(levels=8).stream_specs(12, 15, 8)
+        setup_rate(ImportanceRate(levels=8), 15, 12, 8)
 
 
 def test_rate_loss_is_a_hinge_above_the_threshold() -> None:
