@@ -8,17 +8,29 @@ import math
 import zlib
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
+from dataclasses import replace
+from types import MappingProxyType
 from typing import Any
 
 import torch
 import torch.nn.functional as F
 from compressai.models import CompressionModel
 
-from codec_lab.corelib.contracts import Decoder, Encoder, EntropyCoder, Quantizer, Rate
+from codec_lab.corelib.contracts import Decoder, Encoder, EntropyCoder, Quantizer, Rate, SetupContext
 from codec_lab.corelib.errors import BitstreamError, CodecError, ConfigMismatchError
 from codec_lab.corelib.streams import Stream, StreamSpec
 
 __all__ = ["Codec", "config_digest", "symbols_crc"]
+
+
+def _context(streams: list[Stream]) -> dict[str, Stream]:
+    """The streams coded before the current one, by name, as the decoder has them: masked
+    positions read 0 on both sides, so a coder conditioning on them stays in step."""
+    out = {}
+    for s in streams:
+        sym = s.symbols if s.mask is None else torch.where(s.full_mask(), s.symbols, 0)
+        out[s.spec.name] = Stream(s.spec, sym, s.mask)
+    return out
 
 
 def config_digest(config: Mapping[str, Any]) -> torch.Tensor:
@@ -69,11 +81,25 @@ class Codec(CompressionModel):
         # Travels in every state dict (and so in CompressAI checkpoints): weights of one
         # configuration are never silently loaded into a codec of another.
         self.register_buffer("config_digest", config_digest(self.config))
-        self.specs: list[StreamSpec] = rate.stream_specs(
-            encoder.latent_channels, quantizer.alphabet_size, encoder.downsampling_factor
-        )
-        coder.configure(self.specs)
-        coder.connect(rate)
+        # One set-up call per component, in data-path order; the rate's declared specs are
+        # kept and every stream is built from them.
+        ctx = SetupContext(
+            latent_channels=encoder.latent_channels,
+            alphabet=quantizer.alphabet_size,
+            downsampling_factor=encoder.downsampling_factor,
+            parts=MappingProxyType({"encoder": encoder, "quantizer": quantizer, "rate": rate,
+                                    "coder": coder, "decoder": decoder}),
+        )  # fmt: skip
+        encoder.setup(ctx)
+        quantizer.setup(ctx)
+        self.specs: list[StreamSpec] = list(rate.setup(ctx))
+        if not self.specs or len({s.name for s in self.specs}) != len(self.specs):
+            raise CodecError(f"rate {type(rate).name!r} must declare streams with unique names, "
+                             f"got {[s.name for s in self.specs]}")  # fmt: skip
+        rate.specs = tuple(self.specs)
+        ctx = replace(ctx, specs=rate.specs)
+        coder.setup(ctx)
+        decoder.setup(ctx)
 
     # ------------------------------------------------------------------ description
     @property
@@ -97,22 +123,35 @@ class Codec(CompressionModel):
         f = self.encoder.downsampling_factor
         return math.lcm(f, self.rate.tile_size) if self.rate.tile_size else f
 
-    def weights_digest(self) -> str:
-        """SHA-256 (hex, 16 chars) of every parameter and buffer: identifies the model.
+    def weights_digest(self, cached: bool = True) -> str:
+        """SHA-256 (hex, 16 chars) of every parameter and buffer: identifies the model (a
+        compressed file stores it as 8 bytes).
 
         ``config_digest`` is left out, so files keep decoding with runs saved before it
-        existed; the file header names the components besides.
+        existed. The result is cached, keyed on every state tensor's identity, version
+        counter, storage and layout: optimizer steps, ``copy_``/``load_state_dict``, a replaced
+        tensor or ``.to()`` all recompute it. Writes that bypass the version counter (in place
+        through ``.data`` or a NumPy view) need ``cached=False``.
         """
+        state = self.state_dict(keep_vars=True)
+        key = tuple((k, id(t), t._version, t.data_ptr(), t.dtype, tuple(t.shape), t.device)
+                    for k, t in state.items() if k != "config_digest")  # fmt: skip
+        hit = self.__dict__.get("_weights_digest_cache")
+        if cached and hit is not None and hit[0] == key:
+            return hit[1]
         h = hashlib.sha256()
-        for key, value in sorted(self.state_dict().items()):
-            if key == "config_digest":
+        for name, value in sorted(state.items()):
+            if name == "config_digest":
                 continue
             t = value.detach().cpu().contiguous()
-            h.update(key.encode())
+            h.update(name.encode())
             h.update(str(t.dtype).encode())
             h.update(str(tuple(t.shape)).encode())
             h.update(t.numpy().tobytes())
-        return h.hexdigest()[:16]
+        digest = h.hexdigest()[:16]
+        # Plain attribute (not a module attribute or buffer): never in the state dict.
+        self.__dict__["_weights_digest_cache"] = (key, digest)
+        return digest
 
     def load_state_dict(  # type: ignore[override]
         self, state_dict: Mapping[str, torch.Tensor], strict: bool = True, check_config: bool = True
@@ -197,7 +236,9 @@ class Codec(CompressionModel):
         out = self.rate(self._quantize(feats["y"]), feats, self.quantizer)
         likelihoods = out.likelihoods
         if likelihoods is None:
-            likelihoods = {s.spec.name: self.coder.likelihoods(s) for s in out.streams}
+            likelihoods = {}
+            for i, s in enumerate(out.streams):  # each stream sees the ones coded before it
+                likelihoods[s.spec.name] = self.coder.likelihoods(s, _context(out.streams[:i]))
         x_hat = self.synthesis(out.y_hat)
         if tuple(padded.shape[-2:]) != size:
             x_hat = x_hat[..., : size[0], : size[1]]
@@ -268,12 +309,13 @@ class Codec(CompressionModel):
         streams = self.streams(x)
         strings: list[list[bytes]] = []
         crcs: list[list[int]] = []
-        for s in streams:
-            mask = s.full_mask()
+        masks = [s.full_mask() for s in streams]
+        for k, s in enumerate(streams):
             per_item, per_crc = [], []
             for i in range(b):
-                one = Stream(s.spec, s.symbols[i], mask[i])
-                per_item.append(self.coder.encode(one))
+                one = Stream(s.spec, s.symbols[i], masks[k][i])
+                earlier = [Stream(p.spec, p.symbols[i], masks[j][i]) for j, p in enumerate(streams[:k])]
+                per_item.append(self.coder.encode(one, _context(earlier)))
                 per_crc.append(symbols_crc(one.symbols, one.mask, crc_salt))
             strings.append(per_item)
             crcs.append(per_crc)
@@ -334,11 +376,13 @@ class Codec(CompressionModel):
         with self._inference():
             for i in range(len(strings[0])):
                 decoded: dict[str, torch.Tensor] = {}
+                coded: list[Stream] = []
                 for k, spec in enumerate(self.specs):
                     mask = self.rate.decode_mask(spec, decoded, hw)
                     self._check_symbol_count(strings[k][i], spec, hw, mask)
                     try:
-                        sym = self.coder.decode(strings[k][i], spec, (spec.channels, *hw), mask)
+                        sym = self.coder.decode(strings[k][i], spec, (spec.channels, *hw), mask,
+                                                _context(coded))
                     except CodecError:
                         raise
                     except Exception as e:  # a third-party coder choking on damaged bytes
@@ -354,6 +398,7 @@ class Codec(CompressionModel):
                             "the file is damaged or was coded by a different model or build",
                         )
                     decoded[spec.name] = sym.to(device)  # coders decode on the CPU
+                    coded.append(Stream(spec, sym, mask))
                 y_hat = self.rate.reconstruct(decoded, self.quantizer, hw)
                 outs.append(self.synthesis(y_hat).clamp(0, 1))
         x_hat = torch.cat(outs, 0)
