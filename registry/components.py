@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import dataclasses
 import fnmatch
+from collections.abc import Mapping
 
 import pluggy
 
+from codec_lab.corelib.config import PRESETS, TrainConfig
 from codec_lab.corelib.contracts import KINDS, NAME_PATTERN, Component, ComponentInfo
 from codec_lab.corelib.errors import (
     DuplicateComponentError,
@@ -13,7 +16,10 @@ from codec_lab.corelib.errors import (
     UnknownComponentError,
     did_you_mean,
 )
+from codec_lab.corelib.params import schema_of
 from codec_lab.registry.manager import make_plugin_manager, plugin_source
+
+TRAIN_KEYS = tuple(f.name for f in dataclasses.fields(TrainConfig))
 
 __all__ = ["HOOKS", "Registry", "normalize"]
 
@@ -30,6 +36,30 @@ HOOKS: dict[str, str] = {
 def normalize(name: str) -> str:
     """Case-fold and turn ``_`` into ``-``: ``Inclined_TCAE`` → ``inclined-tcae``."""
     return name.strip().lower().replace("_", "-")
+
+
+def _check_presets(kind: str, cls: type[Component], plugin: str) -> None:
+    """A component's ``presets`` (and a rate's ``train_presets``) name known presets and keys."""
+    tables = {"presets": getattr(cls, "presets", {})}
+    if kind == "rate":
+        tables["train_presets"] = getattr(cls, "train_presets", {})
+    for attr, table in tables.items():
+        if not isinstance(table, Mapping) or not all(isinstance(v, Mapping) for v in table.values()):
+            raise PluginLoadError(f"plugin {plugin!r}: {kind} {cls.name!r}: `{attr}` must map preset "
+                                  "names to mappings of settings", "e.g. {'cpu': {'channels': 64}}")
+        for preset, settings in table.items():
+            if preset not in PRESETS:
+                raise PluginLoadError(
+                    f"plugin {plugin!r}: {kind} {cls.name!r}: `{attr}` names unknown preset {preset!r}",
+                    did_you_mean(str(preset), PRESETS),
+                )
+            accepted = schema_of(cls) if attr == "presets" else TRAIN_KEYS
+            unknown = [k for k in settings if k not in accepted]
+            if unknown:
+                raise PluginLoadError(
+                    f"plugin {plugin!r}: {kind} {cls.name!r}: `{attr}[{preset!r}]` sets unknown "
+                    f"key {unknown[0]!r}", did_you_mean(unknown[0], accepted),
+                )
 
 
 class Registry:
@@ -68,6 +98,7 @@ class Registry:
                 f"and by {source} ({cls.__module__})",
                 "uninstall one of the two plugins, or rename one component",
             )
+        _check_presets(kind, cls, plugin)
         summary = cls.summary or next(iter((cls.__doc__ or "").strip().splitlines()), "")
         self._by_kind[kind][name] = ComponentInfo(
             kind=kind,

@@ -139,10 +139,11 @@ def assemble_config(
         if not isinstance(name, str):
             raise ConfigError(f"model.{kind}.name: expected a component name, got {name!r}",
                               f"valid: {', '.join(registry.names(kind))}")
-        # A preset's params are keyed by component name; each kind takes the keys it accepts
-        # (`cae: {output_bn: false}` is a decoder key; the cae encoder has no such parameter).
-        accepted = schema_of(registry.get(kind, name).cls)
-        preset_params = (recipe.get("components") or {}).get(normalize(name), {})
+        # The component's own settings for this preset; each kind takes the keys it accepts
+        # (a transform may share one table between its encoder and decoder).
+        cls = registry.get(kind, name).cls
+        accepted = schema_of(cls)
+        preset_params = cls.presets.get(preset_name, {})
         section: dict[str, Any] = {k: v for k, v in preset_params.items() if k in accepted}
         if kind == "decoder" and normalize(name) == normalize(model["encoder"]["name"]):
             # A same-named decoder inherits the encoder's architecture (resolve_model); preset keys
@@ -154,10 +155,10 @@ def assemble_config(
         model[kind] = {"name": name, **section}
 
     merged: dict[str, Any] = {
-        # A preset may tune its recipe per rate strategy (`rates: {importance: {train: …}}`).
+        # The rate strategy may change the recipe (a rate trained on MSE, another lr).
         "train": deep_merge(
             deep_merge(recipe.get("train") or {},
-                       ((recipe.get("rates") or {}).get(normalize(rate_name)) or {}).get("train") or {}),
+                       registry.get("rate", rate_name).cls.train_presets.get(preset_name, {})),
             config.get("train") or {},
         ),
         "data": dict(config.get("data") or {}),

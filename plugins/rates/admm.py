@@ -65,6 +65,12 @@ class ADMMRate(Rate):
     name = "admm"
     summary = "ADMM pruning of the latent to its largest entries (fixed template mask)"
     version = "0.1"
+    # ADMM steps every few epochs of each recipe; the paper keeps 10 % and steps every 20 epochs.
+    presets = {
+        "quick": {"every": 6, "finetune": 0.2},
+        "cpu": {"every": 8, "keep": 0.2, "finetune": 0.2},
+        "paper": {"every": 20, "keep": 0.1, "finetune": 0.1},
+    }
     report_columns = (ReportColumn("kept", "kept", ".3f", "fraction of latent positions sent"),)
     default_components = {"encoder": "cae", "quantizer": "stochastic", "coder": "histogram",
                           "decoder": "cae"}  # fmt: skip

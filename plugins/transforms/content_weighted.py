@@ -138,6 +138,13 @@ def _init(module: nn.Module, variant: str) -> None:
 
 
 # ---------------------------------------------------------------------------- encoder
+PRESETS = {
+    "quick": {"width": 0.125},
+    "cpu": {"width": 0.25},
+    "paper": {"variant": "tpami", "width": 1.0, "latent_channels": 32},
+}
+"""Network width per training preset (``paper``: the TPAMI network at full width)."""
+
 class ContentWeightedEncoder(Encoder):
     """Content-weighted analysis transform with an importance-map head (methods-spec §2.1/§2.2).
 
@@ -155,6 +162,7 @@ class ContentWeightedEncoder(Encoder):
     name = "content-weighted"
     summary = "Li et al. content-weighted encoder (sigmoid code + importance map, 1/8 resolution)"
     version = "0.1"
+    presets = PRESETS
     downsampling_factor = 8
     features = ("y", "importance")  # the importance-map rate checks for "importance" at build time
 
@@ -223,6 +231,7 @@ class ContentWeightedDecoder(Decoder):
     name = "content-weighted"
     summary = "Li et al. content-weighted decoder (depth-to-space upsampling)"
     version = "0.1"
+    presets = PRESETS
 
     def __init__(self, variant: Variant = "tpami", width: float = 1.0, latent_channels: int = 32) -> None:
         super().__init__()

@@ -30,6 +30,13 @@ def _check(channels: int, latent_channels: int, who: str) -> None:
             raise ConfigError(f"{who}: {key} must be >= 1, got {value}")
 
 
+PRESETS = {
+    "quick": {"channels": 32, "latent_channels": 48},
+    "cpu": {"channels": 64, "latent_channels": 96},
+    "paper": {"channels": 128, "latent_channels": 192},
+}
+"""N/M per training preset (``paper``: CompressAI's bmshj2018 size)."""
+
 class GDNEncoder(Encoder):
     """CompressAI's bmshj2018 analysis transform ``g_a`` (four 5×5 stride-2 convs, GDN).
 
@@ -41,6 +48,7 @@ class GDNEncoder(Encoder):
     name = "gdn"
     summary = "Ballé 2018 analysis transform (CompressAI bmshj2018-factorized g_a)"
     version = "0.1"
+    presets = PRESETS
     downsampling_factor = 16
 
     def __init__(self, channels: int = 128, latent_channels: int = 192) -> None:
@@ -67,6 +75,7 @@ class GDNDecoder(Decoder):
     name = "gdn"
     summary = "Ballé 2018 synthesis transform (CompressAI bmshj2018-factorized g_s)"
     version = "0.1"
+    presets = PRESETS
 
     def __init__(self, channels: int = 128, latent_channels: int = 192) -> None:
         super().__init__()

@@ -243,3 +243,59 @@ def test_a_preset_can_tune_its_recipe_per_rate(registry: Registry) -> None:
 def test_the_quantizer_follows_the_encoders_latent_channels(registry: Registry) -> None:
     cfg = assemble_config(registry, rate="importance", sets={"model": {"encoder": {"latent_channels": 64}}})
     assert cfg["model"]["quantizer"]["latent_channels"] == 64 == cfg["model"]["decoder"]["latent_channels"]
+
+
+# ---------------------------------------------------------------- presets belong to plugins
+class _TunedRate(ADMMRate):
+    """A third-party rate that brings its own preset settings."""
+
+    name = "tuned-admm"
+    presets = {"cpu": {"keep": 0.33, "every": 3}, "paper": {"keep": 0.05}}
+    train_presets = {"cpu": {"lr": 0.0123, "loss": "mse"}}
+
+
+def _with(*classes: type) -> Registry:
+    class Plugin:
+        @hookimpl
+        def codec_register_rates(self):
+            return list(classes)
+
+    pm = make_plugin_manager(entry_points=False, extra=())
+    pm.register(Plugin(), name="presets-plugin")
+    return Registry(pm)
+
+
+def test_a_plugin_contributes_its_preset_settings() -> None:
+    reg = _with(_TunedRate)
+    cpu = assemble_config(reg, rate="tuned-admm", preset="cpu")
+    assert (cpu["model"]["rate"]["keep"], cpu["model"]["rate"]["every"]) == (0.33, 3)
+    assert (cpu["train"]["lr"], cpu["train"]["loss"]) == (0.0123, "mse")
+    assert cpu["model"]["encoder"]["channels"] == 64  # the cae encoder's own cpu settings
+    paper = assemble_config(reg, rate="tuned-admm", preset="paper")
+    assert paper["model"]["rate"]["keep"] == 0.05 and paper["train"]["lr"] == 0.004  # the recipe's
+    quick = assemble_config(reg, rate="tuned-admm", preset="quick")
+    assert quick["model"]["rate"]["keep"] == 0.1  # no quick settings: the constructor default
+    # later layers still win over a plugin's preset
+    over = assemble_config(reg, rate="tuned-admm", preset="cpu", sets={"model": {"rate": {"keep": 0.5}}})
+    assert over["model"]["rate"]["keep"] == 0.5
+
+
+def test_corelib_presets_hold_only_the_training_recipe() -> None:
+    from codec_lab.corelib.config import PRESETS, load_preset
+
+    for name in PRESETS:
+        assert set(load_preset(name)) == {"train"}, name
+
+
+@pytest.mark.parametrize(("attrs", "words"), [
+    ({"presets": {"fast": {"keep": 0.2}}}, "unknown preset 'fast'"),
+    ({"presets": {"cpu": {"kep": 0.2}}}, "unknown key 'kep'"),
+    ({"train_presets": {"cpu": {"learning_rate": 1}}}, "unknown key 'learning_rate'"),
+    ({"presets": {"cpu": 5}}, "must map preset names"),
+])  # fmt: skip
+def test_bad_plugin_presets_are_refused_at_registration(attrs: dict, words: str) -> None:
+    from codec_lab.corelib.errors import PluginLoadError
+
+    bad = type("BadPresets", (ADMMRate,), {"name": "bad-presets", **attrs})
+    with pytest.raises(PluginLoadError, match=words):
+        _with(bad)
