@@ -192,8 +192,9 @@ class CoderFitter:
             opt.step()
             coder.eval()
             done = step
-            total, count = total + float(loss), count + 1
-            self.progress.advance(1, loss=float(loss))
+            value = float(loss.detach())
+            total, count = total + value, count + 1
+            self.progress.advance(1, loss=value)
             if step % log_every == 0 or step == steps:
                 last = total / count
                 self._log({"step": step, "loss": last, "lr": cfg.coder_lr,
