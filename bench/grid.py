@@ -1,24 +1,22 @@
 """How an ADMM run's 128×128 template should cover a larger image: ``periodic``, ``tile`` or
 ``channel`` (``model.rate.grid``), measured on Kodak with real files, one trained run for all.
 
-    python bench/grid.py --model runs/admm-cpu [--images 24] [--md out.md]
+    python -m bench.grid --model runs/admm-cpu [--images 24] [--md out.md]
 
-The grid is an inference-time choice (the template, Z and U are the same), so the three rows
-share weights; only how the mask is laid over the latent (and whether the network sees the
-whole image or 128×128 tiles) changes.
+Run it from the repository root. The grid is an inference-time choice (the template, Z and U
+are the same), so the three rows share weights; only how the mask is laid over the latent (and
+whether the network sees the whole image or 128×128 tiles) changes.
 """
 
 from __future__ import annotations
 
 import argparse
-import sys
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import kodak, machine, print_table  # noqa: E402
-
-from codec_lab.corelib.evaluation import evaluate  # noqa: E402
-from codec_lab.registry.runs import load_run  # noqa: E402
+from bench._common import LineProgress, console, kodak, machine
+from codec_lab.corelib.evaluation import evaluate
+from codec_lab.corelib.render import markdown_table, terminal_table
+from codec_lab.registry.runs import load_run
 
 GRIDS = ("periodic", "tile", "channel")
 
@@ -33,18 +31,14 @@ def main() -> None:
     codec = load_run(args.model)
     if type(codec.rate).name != "admm":
         ap.error(f"{args.model} uses rate {type(codec.rate).name!r}; grid applies to admm runs")
-    rows = []
+    results = []
     for grid in GRIDS:
         codec.rate.grid = grid  # tile_size follows the grid
-        m = evaluate(codec, images).mean()
-        rows.append((grid, f"{m['bpp']:.4f}", f"{m['est_bpp']:.4f}", f"{m['psnr']:.2f}",
-                     f"{m['ms-ssim']:.4f}", f"{m['ssim']:.4f}",
-                     f"{m.get('kept', float('nan')):.3f}", f"{m['enc_s']:.3f}", f"{m['dec_s']:.3f}"))
+        results.append(evaluate(codec, images, LineProgress()))
     title = f"ADMM template grid, {args.model.name} on {len(images)} Kodak images — {machine()}"
-    md = print_table(title, ["grid", "bpp", "est. bpp", "PSNR dB", "MS-SSIM", "SSIM", "kept", "enc s",
-                             "dec s"], rows)  # fmt: skip
+    console.print(terminal_table(results, title, labels=GRIDS))
     if args.md:
-        args.md.write_text(f"### {title}\n\n{md}\n")
+        args.md.write_text(f"### {title}\n\n{markdown_table(results, labels=GRIDS)}\n")
 
 
 if __name__ == "__main__":

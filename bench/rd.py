@@ -2,12 +2,15 @@
 the same bpp, plus the classical codecs' RD curves; writes a table, an RD plot (PNG) and
 CompressAI-schema JSON files that ``compressai.utils.plot`` reads.
 
-    python bench/rd.py --model runs/admm-cpu [--model runs/other ...] [--images 24] \
+    python -m bench.rd --model runs/admm-cpu [--model runs/other ...] [--images 24] \
         [--out bench/out] [--codecs jpeg,webp,jpeg2000,avif]
 
-"At the same bpp": for every image, each classical codec is set to the largest quality whose
-file is no larger than our file for that image (or its smallest file, when even that is larger;
-the bpp column shows it).
+Run it from the repository root. "At the same bpp": for every image, each classical codec is
+set to the highest quality whose file is no larger than our file for that image (or its
+smallest file, when even that is larger; the bpp column shows it).
+
+Everything here is the package's: ``evaluate`` and ``evaluate_classical`` make results, and
+the renderers of ``codec_lab.corelib.render`` / ``.rdplot`` draw them.
 """
 
 from __future__ import annotations
@@ -15,72 +18,54 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from dataclasses import replace
 from pathlib import Path
 
-import matplotlib
-
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import CLASSIC, classic_at_bpp, classic_point, kodak, machine, mean, print_table  # noqa: E402
-
-from codec_lab.cli._output import BarProgress  # noqa: E402
-from codec_lab.corelib.evaluation import evaluate  # noqa: E402
-from codec_lab.corelib.runs import read_config  # noqa: E402
-from codec_lab.registry.runs import load_run  # noqa: E402
-
-SWEEP = {
-    "jpeg": [5, 10, 15, 20, 30, 40, 50, 60, 75, 85, 95],
-    "webp": [0, 5, 10, 20, 30, 40, 50, 60, 75, 90],
-    "jpeg2000": [400, 200, 120, 80, 60, 48, 32, 24, 16, 12],
-    "avif": [5, 10, 20, 30, 40, 50, 60, 70, 80, 90],
-}
+from bench._common import LineProgress, console, kodak, machine
+from codec_lab.corelib.classical import CODECS, evaluate_classical, sweep
+from codec_lab.corelib.evaluation import evaluate
+from codec_lab.corelib.rdplot import Series, plot_rd
+from codec_lab.corelib.render import markdown_table, terminal_table
+from codec_lab.corelib.results import Results, curve_from_compressai, curve_to_compressai
+from codec_lab.corelib.runs import write_json
+from codec_lab.registry.runs import load_run
 
 
-def _curve(codec: str, images: list[Path]) -> dict[str, list[float]]:
-    out: dict[str, list[float]] = {"bpp": [], "psnr-rgb": [], "ms-ssim-rgb": [], "ssim-rgb": []}
-    for s in SWEEP[codec]:
-        pts = [classic_point(p, codec, s) for p in images]
-        out["bpp"].append(mean([p.bpp for p in pts]))
-        out["psnr-rgb"].append(mean([p.psnr for p in pts]))
-        out["ms-ssim-rgb"].append(mean([p.ms_ssim for p in pts]))
-        out["ssim-rgb"].append(mean([p.ssim for p in pts]))
-    order = sorted(range(len(out["bpp"])), key=lambda i: out["bpp"][i])
-    return {k: [v[i] for i in order] for k, v in out.items()}
-
-
-def _write_json(path: Path, name: str, description: str, results: dict[str, list[float]]) -> None:
-    path.write_text(json.dumps({"name": name, "description": description, "results": results}, indent=2))
-
-
-def _family(model: dict) -> str:
+def _family(r: Results) -> str:
     """Runs drawn as one line: same rate strategy on the same transforms."""
-    return f"{model['rate']['name']} · {model['encoder']['name']}"
+    return f"{r.codec.component('rate')} · {r.codec.component('encoder')}"
 
 
-def _plot(curves: dict, points: list, out: Path, n_images: int) -> None:
-    """Classical curves as lines, our runs as points joined per family; PSNR and MS-SSIM."""
-    fig, axes = plt.subplots(1, 2, figsize=(12, 4.5))
-    for ax, key, mkey, ylabel in ((axes[0], "psnr-rgb", "psnr", "PSNR (dB)"),
-                                  (axes[1], "ms-ssim-rgb", "ms-ssim", "MS-SSIM")):  # fmt: skip
-        for c, res in curves.items():
-            ax.plot(res["bpp"], res[key], "-", marker=".", label=CLASSIC[c][0])
-        # One line per strategy and network (its runs sorted by rate), each point named.
-        for family in dict.fromkeys(f for _, f, _ in points):
-            mine = sorted((m["bpp"], m[mkey], label) for label, f, m in points if f == family)
-            ax.plot([b for b, _, _ in mine], [v for _, v, _ in mine], "o--", markersize=8,
-                    label=f"{family} (ours)")
-            for b, v, label in mine:
-                ax.annotate(label, (b, v), fontsize=6, xytext=(4, -9), textcoords="offset points")
-        ax.set_xlim(0, 1.0)
-        ax.set_xlabel("bpp (real files)")
-        ax.set_ylabel(ylabel)
-        ax.grid(alpha=0.3)
-    axes[0].legend(fontsize=8)
-    fig.suptitle(f"Kodak ({n_images} images)")
-    fig.tight_layout()
-    fig.savefig(out / "rd_kodak.png", dpi=110)
+def _ours(run: Path, images: list[Path], out: Path) -> Results:
+    """Evaluate a run (real files) and write its JSON, named after the run folder."""
+    print(f"{run}: coding {len(images)} images", file=sys.stderr, flush=True)
+    ev = evaluate(load_run(run), images, LineProgress())
+    ev.codec = replace(ev.codec, name=run.name, summary=f"codec-lab run {run}, real files")
+    write_json(out / f"{run.name}.json", ev.to_compressai(), overwrite=True)
+    return ev
+
+
+def _curve(codec: str, images: list[Path], out: Path, reuse: bool) -> list[Results]:
+    """A classical codec's quality sweep, cached in ``out`` (it depends only on the images)."""
+    cached = out / f"{codec}.json"
+    desc = f"Pillow {CODECS[codec].pillow_format} quality sweep on Kodak ({len(images)} images)"
+    if reuse and cached.is_file():
+        doc = json.loads(cached.read_text())
+        if doc.get("description") == desc:
+            return curve_from_compressai(doc)
+    print(f"{codec}: sweeping {len(CODECS[codec].sweep)} settings", file=sys.stderr, flush=True)
+    points = sweep(codec, images)
+    write_json(cached, curve_to_compressai(points, codec, desc), overwrite=True)
+    return points
+
+
+def _plot(curves: dict[str, list[Results]], ours: list[Results], out: Path, n_images: int) -> Path:
+    """Classical curves as lines; our runs as named points joined per family."""
+    series = [Series(CODECS[c].pillow_format, pts) for c, pts in curves.items()]
+    for family in dict.fromkeys(_family(r) for r in ours):
+        series.append(Series(f"{family} (ours)", [r for r in ours if _family(r) == family], annotate=True))
+    return plot_rd(series, out / "rd_kodak.png", title=f"Kodak ({n_images} images)", max_bpp=1.0,
+                   overwrite=True)  # fmt: skip
 
 
 def main() -> None:
@@ -96,65 +81,46 @@ def main() -> None:
     args = ap.parse_args()
     codecs = [c.strip() for c in args.codecs.split(",") if c.strip()]
     for c in codecs:
-        if c not in CLASSIC:
-            ap.error(f"unknown codec {c!r}; valid: {', '.join(CLASSIC)}")
+        if c not in CODECS:
+            ap.error(f"unknown codec {c!r}; valid: {', '.join(CODECS)}")
     args.out.mkdir(parents=True, exist_ok=True)
     images = kodak(args.images)
 
     if args.plot_only:
-        curves = {c: json.loads((args.out / f"{c}.json").read_text())["results"] for c in codecs}
-        points = []
-        for run in args.model:
-            res = json.loads((args.out / f"{run.name}.json").read_text())["results"]
-            m = {"bpp": res["bpp"][0], "psnr": res["psnr-rgb"][0], "ms-ssim": res["ms-ssim-rgb"][0]}
-            points.append((run.name, _family(read_config(run)["model"]), m))
-        _plot(curves, points, args.out, len(images))
-        print(f"wrote {args.out / 'rd_kodak.png'}")
+        curves = {c: curve_from_compressai(json.loads((args.out / f"{c}.json").read_text())) for c in codecs}
+        ours = [Results.from_compressai(json.loads((args.out / f"{run.name}.json").read_text()))
+                for run in args.model]  # fmt: skip
+        print(f"wrote {_plot(curves, ours, args.out, len(images))}")
         return
 
-    rows, md_parts, points = [], [], []
+    md_parts = []
+    ours, matched, labels = [], [], []
     for run in args.model:
-        codec = load_run(run)
-        print(f"{run}: coding {len(images)} images", file=sys.stderr, flush=True)
-        ev = evaluate(codec, images, BarProgress())
-        m = ev.mean()
-        label = run.name
-        points.append((label, _family(codec.config), m))
-        _write_json(args.out / f"{label}.json", label, f"codec-lab run {run}, real files",
-                    {k: [m[s]] for k, s in (("bpp", "bpp"), ("psnr-rgb", "psnr"),
-                                             ("ms-ssim-rgb", "ms-ssim"), ("ssim-rgb", "ssim"))})  # fmt: skip
-        rows.append((label, f"{m['bpp']:.4f}", f"{m['psnr']:.2f}", f"{m['ms-ssim']:.4f}",
-                     f"{m['ssim']:.4f}", f"{m.get('est_bpp', float('nan')):.4f}"))  # fmt: skip
+        ev = _ours(run, images, args.out)
+        ours.append(ev)
+        matched.append(ev)
+        labels.append(run.name)
         for c in codecs:
-            print(f"  {c} at the same bpp", file=sys.stderr, flush=True)
-            pts = [classic_at_bpp(p, c, r["bpp"]) for p, r in zip(images, ev.rows, strict=True)]
-            rows.append((f"{c} at ≤ same bpp", f"{mean([p.bpp for p in pts]):.4f}",
-                         f"{mean([p.psnr for p in pts]):.2f}", f"{mean([p.ms_ssim for p in pts]):.4f}",
-                         f"{mean([p.ssim for p in pts]):.4f}", "—"))  # fmt: skip
-    if rows:
-        md_parts.append(print_table(f"Kodak ({len(images)} images), matched bpp — {machine()}",
-                                    ["codec", "bpp", "PSNR dB", "MS-SSIM", "SSIM", "est. bpp"], rows))
+            budgets = [r["bytes"] for r in ev.rows]
+            matched.append(evaluate_classical(c, images, max_bytes=budgets, progress=LineProgress()))
+            labels.append(f"{c} at ≤ same bytes")
+    if matched:
+        title = f"Kodak ({len(images)} images), matched bpp — {machine()}"
+        console.print(terminal_table(matched, title, labels))
+        md_parts.append(f"### {title}\n\n{markdown_table(matched, labels)}")
 
-    curves = {}
-    for c in codecs:
-        cached = args.out / f"{c}.json"
-        desc = f"Pillow {CLASSIC[c][0]} quality sweep on Kodak ({len(images)} images)"
-        if args.reuse_curves and cached.is_file() and json.loads(cached.read_text())["description"] == desc:
-            curves[c] = json.loads(cached.read_text())["results"]  # same images: same numbers
-        else:
-            curves[c] = _curve(c, images)
-            _write_json(cached, c, desc, curves[c])
-    crow = []
-    for c, res in curves.items():
-        for i, b in enumerate(res["bpp"]):
-            if b <= 1.0:
-                crow.append((c, f"{b:.3f}", f"{res['psnr-rgb'][i]:.2f}", f"{res['ms-ssim-rgb'][i]:.4f}"))
-    md_parts.append(print_table("Classical codecs on Kodak (≤ 1 bpp)", ["codec", "bpp", "PSNR dB", "MS-SSIM"],
-                                crow))
+    curves = {c: _curve(c, images, args.out, args.reuse_curves) for c in codecs}
+    # The sweeps up to 1 bpp, one row per setting (its declared column: quality or ratio).
+    points = [(c, p) for c, pts in curves.items() for p in pts if p.mean().get("bpp", 2.0) <= 1.0]
+    if points:
+        title = f"Classical codecs on Kodak ({len(images)} images, ≤ 1 bpp)"
+        rows, names = [p for _, p in points], [c for c, _ in points]
+        console.print(terminal_table(rows, title, names))
+        md_parts.append(f"### {title}\n\n{markdown_table(rows, names)}")
 
-    _plot(curves, points, args.out, len(images))
+    png = _plot(curves, ours, args.out, len(images))
     (args.out / "rd_kodak.md").write_text("\n\n".join(md_parts) + "\n")
-    print(f"wrote {args.out / 'rd_kodak.png'}, {args.out / 'rd_kodak.md'} and JSON per codec")
+    print(f"wrote {png}, {args.out / 'rd_kodak.md'} and JSON per codec")
 
 
 if __name__ == "__main__":

@@ -1,100 +1,244 @@
-"""The compressed-file container.
+"""The compressed-file container, format version 2: compact, binary, strictly validated.
 
-Layout (all integers little-endian)::
+Layout (``docs/format.md`` documents every byte; integers are little-endian, "varint" is
+unsigned LEB128 in its shortest form, at most 5 bytes, below 2**32)::
 
-    magic  b"CDLB"          4 bytes
-    format version          u8
-    header length           u16
-    header                  compact JSON (UTF-8)
-    streams                 concatenated, lengths in the header
-    checksum                u32, CRC-32 of every byte before it
+    magic               2 bytes   b"CD"
+    format version      u8        2
+    flags               u8        bits 0-3: stream count n (1-15); bits 4-7: reserved, 0
+    image height        varint    >= 1
+    image width         varint    >= 1, height x width <= the pixel limit
+    model digest        8 bytes   Codec.weights_digest() (16 hex chars) as bytes
+    per stream i < n:   [varint byte length, except for the last stream]
+                        u32 CRC-32 of the stream's decoded symbols, salted with the image and
+                        latent sizes (:func:`symbols_salt`)
+    streams             the payloads, concatenated; the last one's length is what is left
+    checksum            u32 CRC-32 of every byte before it
 
-Header keys: ``c`` component ``kind=name@version`` list, ``d`` weights digest, ``s`` image
-(H, W), ``l`` latent (h, w), ``n`` stream byte lengths, ``k`` CRC-32 of each stream's
-decoded symbols (detects a decoder desync). The decoder validates all of it before decoding.
+A one-stream file of a Kodak-sized image carries 24 bytes of container. No model
+description is stored: the digest identifies the model, and the latent size follows from the
+image size (``Codec.latent_size``). :func:`unpack` validates every field for type and range
+before anything is allocated; every refusal is a one-line :class:`BitstreamError`.
 """
 
 from __future__ import annotations
 
-import json
+import os
 import struct
 import zlib
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
-from codec_lab.corelib.errors import BitstreamError
+from codec_lab.corelib.errors import BitstreamError, ConfigError
 
-__all__ = ["FORMAT_VERSION", "MAGIC", "Header", "pack", "unpack"]
+__all__ = [
+    "DEFAULT_MAX_PIXELS",
+    "FORMAT_VERSION",
+    "MAGIC",
+    "MAX_STREAMS",
+    "Header",
+    "max_pixels_limit",
+    "pack",
+    "symbols_salt",
+    "unpack",
+]
 
-MAGIC = b"CDLB"
-FORMAT_VERSION = 1
-_PREFIX = struct.Struct("<4sBH")
+MAGIC = b"CD"
+FORMAT_VERSION = 2
+MAX_STREAMS = 15
+"""Streams a file can hold: the stream count takes the flags byte's low 4 bits."""
+DEFAULT_MAX_PIXELS = 2**28
+"""Largest image (height x width) a file may claim unless raised (CODEC_MAX_PIXELS, --max-pixels)."""
+
+_V1_MAGIC = b"CDLB"  # format 1 began b"CDLB", then its version byte
+_COUNT_BITS = 0x0F
+_DIGEST_BYTES = 8
+_CRC = struct.Struct("<I")
+_VARINT_MAX_BYTES = 5
+_U32 = 1 << 32
+_AGAIN = "compress the image again"
+_NOT_OURS = "pass a file written by `codec compress`"
 
 
 @dataclass
 class Header:
-    """What a compressed file says about itself."""
+    """What a compressed file says about itself.
 
-    components: dict[str, str]
+    Attributes:
+        digest: the model's ``weights_digest()``: 16 hex characters.
+        image_size: (height, width) of the coded image.
+        symbol_crcs: per stream, the CRC-32 of its decoded symbols (salted, see
+            :func:`symbols_salt`).
+        lengths: per stream, its byte length (set by :func:`pack` and :func:`unpack`).
+    """
+
     digest: str
     image_size: tuple[int, int]
-    latent_size: tuple[int, int]
-    lengths: list[int]
     symbol_crcs: list[int]
+    lengths: list[int] = field(default_factory=list)
 
-    def to_json(self) -> bytes:
-        obj = {
-            "c": [f"{k}={v}" for k, v in self.components.items()],
-            "d": self.digest,
-            "s": list(self.image_size),
-            "l": list(self.latent_size),
-            "n": self.lengths,
-            "k": self.symbol_crcs,
-        }
-        return json.dumps(obj, separators=(",", ":")).encode()
 
-    @classmethod
-    def from_json(cls, raw: bytes, where: str) -> Header:
+def symbols_salt(image_size: tuple[int, int], latent_size: tuple[int, int]) -> bytes:
+    """The salt of every stream's symbol CRC: image height, width, latent height, width (u32 LE).
+
+    A file whose image size was changed (and its trailing checksum recomputed) then fails the
+    symbol CRC instead of decoding to a scrambled image.
+    """
+    return struct.pack("<4I", *image_size, *latent_size)
+
+
+def max_pixels_limit(value: int | None = None) -> int:
+    """The pixel limit: ``value`` if given, else ``$CODEC_MAX_PIXELS``, else 2**28."""
+    if value is None:
+        raw = os.environ.get("CODEC_MAX_PIXELS", "").strip()
+        if not raw:
+            return DEFAULT_MAX_PIXELS
         try:
-            obj = json.loads(raw.decode())
-            comps = dict(item.split("=", 1) for item in obj["c"])
-            return cls(comps, str(obj["d"]), tuple(obj["s"]), tuple(obj["l"]),  # type: ignore[arg-type]
-                       [int(n) for n in obj["n"]], [int(k) for k in obj["k"]])  # fmt: skip
-        except (ValueError, KeyError, TypeError, UnicodeDecodeError) as e:
-            raise BitstreamError(f"{where}: the header is damaged ({e})") from e
+            value = int(raw.replace("_", ""))
+        except ValueError:
+            value = 0
+        if value < 1:
+            raise ConfigError(f"CODEC_MAX_PIXELS must be a positive whole number, got {raw!r}",
+                              f"e.g. CODEC_MAX_PIXELS={DEFAULT_MAX_PIXELS}")  # fmt: skip
+    if value < 1:
+        raise ConfigError(f"the pixel limit must be at least 1, got {value}")
+    return value
+
+
+def _varint(value: int) -> bytes:
+    out = bytearray()
+    while value >= 0x80:
+        out.append(value & 0x7F | 0x80)
+        value >>= 7
+    out.append(value)
+    return bytes(out)
 
 
 def pack(header: Header, streams: list[bytes]) -> bytes:
-    """Serialise a header and its streams, with the trailing checksum."""
+    """Serialise a header and its streams, with the trailing checksum.
+
+    Raises:
+        ValueError: a field cannot be written (a bug of the caller, not of a file).
+    """
+    n = len(streams)
+    if not 1 <= n <= MAX_STREAMS:
+        raise ValueError(f"a file holds 1 to {MAX_STREAMS} streams, got {n}")
+    if len(header.symbol_crcs) != n:
+        raise ValueError(f"{len(header.symbol_crcs)} symbol CRCs for {n} streams")
+    h, w = (int(v) for v in header.image_size)
+    if not (0 < h < _U32 and 0 < w < _U32):
+        raise ValueError(f"image size {h}x{w} cannot be written")
+    try:
+        digest = bytes.fromhex(header.digest)
+    except (ValueError, TypeError) as e:
+        raise ValueError(f"model digest {header.digest!r} is not hex") from e
+    if len(digest) != _DIGEST_BYTES:
+        raise ValueError(f"model digest {header.digest!r} is not {_DIGEST_BYTES} bytes")
     header.lengths = [len(s) for s in streams]
-    head = header.to_json()
-    body = _PREFIX.pack(MAGIC, FORMAT_VERSION, len(head)) + head + b"".join(streams)
-    return body + struct.pack("<I", zlib.crc32(body))
+    parts = [MAGIC, bytes((FORMAT_VERSION, n)), _varint(h), _varint(w), digest]
+    for i, crc in enumerate(header.symbol_crcs):
+        if not 0 <= crc < _U32:
+            raise ValueError(f"symbol CRC {crc} is not a 32-bit value")
+        if i < n - 1:  # the last length is implied by the file length
+            parts.append(_varint(header.lengths[i]))
+        parts.append(_CRC.pack(crc))
+    body = b"".join(parts + streams)
+    return body + _CRC.pack(zlib.crc32(body))
 
 
-def unpack(data: bytes, where: str = "file") -> tuple[Header, list[bytes]]:
-    """Validate magic, version, lengths and checksum; return the header and streams."""
-    if len(data) < _PREFIX.size + 4:
-        raise BitstreamError(f"{where} is too short to be a codec-lab file ({len(data)} bytes)",
-                             "pass a file written by `codec compress`")
-    magic, version, hlen = _PREFIX.unpack_from(data)
-    if magic != MAGIC:
-        raise BitstreamError(f"{where} is not a codec-lab file (bad magic {magic!r})",
-                             "pass a file written by `codec compress`")
+class _Reader:
+    """Reads header fields from the checksummed body, refusing anything malformed."""
+
+    def __init__(self, body: memoryview, where: str) -> None:
+        self.body, self.pos, self.where = body, 0, where
+
+    def fail(self, what: str, hint: str = _AGAIN) -> BitstreamError:
+        return BitstreamError(f"{self.where} has a damaged header: {what}", hint)
+
+    def take(self, n: int, what: str) -> memoryview:
+        if self.pos + n > len(self.body):
+            raise self.fail(f"it ends inside the {what}")
+        out = self.body[self.pos : self.pos + n]
+        self.pos += n
+        return out
+
+    def varint(self, what: str) -> int:
+        value = 0
+        for i in range(_VARINT_MAX_BYTES):
+            (byte,) = self.take(1, what)
+            value |= (byte & 0x7F) << (7 * i)
+            if not byte & 0x80:
+                if byte == 0 and i > 0:
+                    raise self.fail(f"the {what} is not in its shortest form")
+                if value >= _U32:
+                    raise self.fail(f"the {what} is out of range ({value:,})")
+                return value
+        raise self.fail(f"the {what} runs over {_VARINT_MAX_BYTES} bytes")
+
+
+def unpack(data: bytes, where: str = "file", max_pixels: int | None = None) -> tuple[Header, list[bytes]]:
+    """Validate a file's bytes and return its header and stream payloads.
+
+    Checked, in order: length, magic, version, trailing checksum, reserved flags, stream
+    count, image size (positive, at most ``max_pixels`` pixels, see
+    :func:`max_pixels_limit`), and stream lengths adding up exactly to the file. Nothing is
+    allocated before the fields are known to be in range.
+
+    Raises:
+        BitstreamError: one line, naming ``where``, with a hint.
+    """
+    size = len(data)
+    if data[: len(_V1_MAGIC)] == _V1_MAGIC:
+        version = data[len(_V1_MAGIC)] if size > len(_V1_MAGIC) else "?"
+        raise BitstreamError(
+            f"{where} has compressed-file format version {version} (the JSON-header container of "
+            f"earlier codec-lab builds); this build reads only version {FORMAT_VERSION}",
+            "compress the original image again with this build, or decode the file with the "
+            "codec-lab build that wrote it",
+        )
+    if size < len(MAGIC) + 2 + _CRC.size:
+        raise BitstreamError(f"{where} is too short to be a codec-lab file ({size} bytes)", _NOT_OURS)
+    if data[: len(MAGIC)] != MAGIC:
+        raise BitstreamError(f"{where} is not a codec-lab file (bad magic {bytes(data[:2])!r})", _NOT_OURS)
+    version, flags = data[2], data[3]
     if version != FORMAT_VERSION:
-        raise BitstreamError(f"{where} has format version {version}; this build reads "
-                             f"version {FORMAT_VERSION}", "use the codec-lab version that wrote it")
-    (stored,) = struct.unpack_from("<I", data, len(data) - 4)
-    if zlib.crc32(data[:-4]) != stored:
-        raise BitstreamError(f"{where} is truncated or corrupted (checksum mismatch)",
-                             "compress the image again")
-    start = _PREFIX.size + hlen
-    header = Header.from_json(data[_PREFIX.size:start], where)
-    end = start + sum(header.lengths)
-    if end != len(data) - 4:
-        raise BitstreamError(f"{where} is truncated or corrupted (stream lengths do not add up)",
-                             "compress the image again")
-    streams, pos = [], start
-    for n in header.lengths:
-        streams.append(data[pos : pos + n])
-        pos += n
-    return header, streams
+        raise BitstreamError(f"{where} has compressed-file format version {version}; this build "
+                             f"reads version {FORMAT_VERSION}", "use the codec-lab build that wrote it")  # fmt: skip
+    view = memoryview(data)
+    body = view[: size - _CRC.size]
+    (stored,) = _CRC.unpack_from(view, size - _CRC.size)
+    if zlib.crc32(body) != stored:
+        raise BitstreamError(f"{where} is truncated or corrupted (checksum mismatch)", _AGAIN)
+    r = _Reader(body, where)
+    r.pos = 4
+    if flags & ~_COUNT_BITS:
+        raise r.fail(f"reserved flag bits are set (flags 0x{flags:02x})",
+                     "the file is damaged or was written by a newer codec-lab")  # fmt: skip
+    n = flags & _COUNT_BITS
+    if n == 0:
+        raise r.fail("it declares no streams")
+    h = r.varint("image height")
+    w = r.varint("image width")
+    limit = max_pixels_limit(max_pixels)
+    if h < 1 or w < 1:
+        raise r.fail(f"the image size {h}x{w} is empty")
+    if h * w > limit:
+        raise BitstreamError(
+            f"{where} claims a {h}x{w} image ({h * w:,} pixels), over the limit of {limit:,} pixels",
+            "if the file is trusted, raise the limit (--max-pixels or CODEC_MAX_PIXELS)",
+        )
+    digest = r.take(_DIGEST_BYTES, "model digest").hex()
+    lengths, crcs = [], []
+    for i in range(n):
+        if i < n - 1:
+            lengths.append(r.varint(f"length of stream {i + 1}"))
+        (crc,) = _CRC.unpack(r.take(_CRC.size, f"symbol CRC of stream {i + 1}"))
+        crcs.append(crc)
+    payload = len(body) - r.pos
+    if sum(lengths) > payload:
+        raise r.fail(f"stream lengths {lengths} add up to more than the {payload:,} payload bytes")
+    lengths.append(payload - sum(lengths))
+    streams, pos = [], r.pos
+    for k in lengths:
+        streams.append(bytes(body[pos : pos + k]))
+        pos += k
+    return Header(digest, (h, w), crcs, lengths), streams

@@ -2,11 +2,9 @@
 
 from __future__ import annotations
 
-import math
 import tempfile
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -19,53 +17,12 @@ from codec_lab.corelib.images import load_image, save_image
 from codec_lab.corelib.metrics import bpp_from_likelihoods, quality
 from codec_lab.corelib.outputs import atomic_output, check_output
 from codec_lab.corelib.progress import NullProgress, Progress
+from codec_lab.corelib.results import Results, describe_codec
 
-__all__ = ["EvalResult", "evaluate", "kept_names"]
+__all__ = ["EvalResult", "Results", "evaluate", "kept_names"]
 
-COLUMNS = ("bpp", "psnr", "ms-ssim", "ssim", "enc_s", "dec_s", "est_bpp")
-
-
-@dataclass
-class EvalResult:
-    """Per-image rows and their means.
-
-    Each row: ``image``, ``height``, ``width``, ``bytes``, ``bpp`` (file bytes × 8 /
-    pixels), ``psnr``, ``ms-ssim``, ``ssim``, ``enc_s``, ``dec_s``, ``est_bpp`` (the
-    likelihood estimate of ``forward`` — an estimate, not a file), ``bpp_<stream>`` (each
-    stream's payload bits / pixels; the file adds a small header) and rate-plugin facts
-    (e.g. ``kept``, the fraction of code positions sent).
-    """
-
-    rows: list[dict[str, Any]] = field(default_factory=list)
-    notices: list[str] = field(default_factory=list)
-
-    def mean(self) -> dict[str, float]:
-        """Mean of every numeric column over the images (NaNs skipped)."""
-        out: dict[str, float] = {}
-        for key in self.rows[0] if self.rows else []:
-            vals = [r[key] for r in self.rows if isinstance(r[key], (int, float))]
-            vals = [v for v in vals if not (isinstance(v, float) and math.isnan(v))]
-            if vals and key not in ("height", "width"):
-                out[key] = sum(vals) / len(vals)
-        return out
-
-    def to_compressai(self, name: str, description: str) -> dict[str, Any]:
-        """CompressAI's results schema (one RD point), plus our per-image rows."""
-        m = self.mean()
-        return {
-            "name": name,
-            "description": description,
-            "results": {
-                "bpp": [m.get("bpp")],
-                "psnr-rgb": [m.get("psnr")],
-                "ms-ssim-rgb": [m.get("ms-ssim")],
-                "ssim-rgb": [m.get("ssim")],
-                "encoding_time": [m.get("enc_s")],
-                "decoding_time": [m.get("dec_s")],
-                "estimated_bpp": [m.get("est_bpp")],
-            },
-            "per_image": self.rows,
-        }
+EvalResult = Results
+"""The former name of :class:`~codec_lab.corelib.results.Results`, kept for existing callers."""
 
 
 def kept_names(image: Path) -> tuple[str, str]:
@@ -84,8 +41,12 @@ def evaluate(
     keep_dir: Path | None = None,
     overwrite: bool = False,
     device: torch.device | str = "cpu",
-) -> EvalResult:
+) -> Results:
     """Compress to a real file and decompress every image; measure rate, quality, time.
+
+    Returns the rows (see :mod:`codec_lab.corelib.results`; a rate's ``info`` scalars are
+    included, and the ones it declares in ``report_columns`` are shown by every table) with
+    the codec's description.
 
     Args:
         codec: the codec (put in eval mode and moved to ``device`` here).
@@ -100,7 +61,7 @@ def evaluate(
     progress = progress or NullProgress()
     codec.to(device).eval()
     digest = codec.weights_digest()
-    result = EvalResult()
+    result = Results(codec=describe_codec(codec))
     if keep_dir is not None:
         for path in images:
             for name in kept_names(path):

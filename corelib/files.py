@@ -7,59 +7,74 @@ from pathlib import Path
 import torch
 
 from codec_lab.corelib.codec import Codec
-from codec_lab.corelib.container import Header, pack, unpack
+from codec_lab.corelib.container import Header, pack, symbols_salt, unpack
 from codec_lab.corelib.errors import BitstreamError
 
 __all__ = ["component_tags", "decode_bytes", "encode_image", "read_compressed"]
 
 
 def component_tags(codec: Codec) -> dict[str, str]:
-    """``kind -> name@version`` of a codec's components, as written into files."""
+    """``kind -> name@version`` of a codec's components (a description; files store the digest)."""
     return {k: f"{n}@{v}" for k, (n, v) in codec.components().items()}
 
 
 def encode_image(codec: Codec, x: torch.Tensor, digest: str | None = None) -> bytes:
-    """Compress one (1, 3, H, W) image into a complete file's bytes."""
+    """Compress one (1, 3, H, W) image into a complete file's bytes.
+
+    Args:
+        digest: the codec's ``weights_digest()``, when the caller has it already.
+    """
     if x.dim() != 4 or x.shape[0] != 1:
         raise ValueError("encode_image takes one image shaped (1, 3, H, W)")
-    enc = codec.compress(x)
+    image_size = (int(x.shape[-2]), int(x.shape[-1]))
+    latent_size = codec.latent_size(*image_size)
+    enc = codec.compress(x, crc_salt=symbols_salt(image_size, latent_size))
+    if tuple(enc["shape"]) != latent_size:  # the decoder derives it from the image size
+        raise ValueError(f"the codec coded a {tuple(enc['shape'])} latent; latent_size() says "
+                         f"{latent_size}")  # fmt: skip
     header = Header(
-        components=component_tags(codec),
         digest=digest or codec.weights_digest(),
-        image_size=tuple(enc["image_size"]),  # type: ignore[arg-type]
-        latent_size=tuple(enc["shape"]),  # type: ignore[arg-type]
-        lengths=[],
+        image_size=image_size,
         symbol_crcs=[c[0] for c in enc["crc"]],
     )
     return pack(header, [s[0] for s in enc["strings"]])
 
 
 def decode_bytes(
-    codec: Codec, data: bytes, where: str = "file", digest: str | None = None
+    codec: Codec,
+    data: bytes,
+    where: str = "file",
+    digest: str | None = None,
+    *,
+    max_pixels: int | None = None,
 ) -> torch.Tensor:
-    """Decode a file's bytes to a (1, 3, H, W) image, refusing files of another model."""
-    header, streams = unpack(data, where)
-    ours = component_tags(codec)
-    if header.components != ours:
-        theirs = ", ".join(f"{k}={v}" for k, v in header.components.items())
-        raise BitstreamError(
-            f"{where} was made by a different codec ({theirs})",
-            "decompress it with the run that made it (--model RUN)",
-        )
+    """Decode a file's bytes to a (1, 3, H, W) image, refusing files of another model.
+
+    Args:
+        where: names the file in errors.
+        digest: the codec's ``weights_digest()``, when the caller has it already.
+        max_pixels: largest image the file may claim (default ``$CODEC_MAX_PIXELS`` or 2**28).
+
+    Raises:
+        BitstreamError: the file is damaged, over the pixel limit, or of another model.
+    """
+    header, streams = unpack(data, where, max_pixels)
     digest = digest or codec.weights_digest()
     if header.digest != digest:
         raise BitstreamError(
-            f"{where} was made by another model (weights {header.digest}, this model {digest})",
+            f"{where} was made by another model (model digest {header.digest}, this model {digest})",
             "decompress it with the run that made it (--model RUN)",
         )
     if len(streams) != len(codec.specs):
-        raise BitstreamError(f"{where} has {len(streams)} streams, the model codes "
-                             f"{len(codec.specs)}")
+        raise BitstreamError(f"{where} has {len(streams)} streams; this model codes {len(codec.specs)}",
+                             "the file is damaged or was made by another model")  # fmt: skip
+    latent_size = codec.latent_size(*header.image_size)
     out = codec.decompress(
         [[s] for s in streams],
-        header.latent_size,
+        latent_size,
         image_size=header.image_size,
         crc=[[k] for k in header.symbol_crcs],
+        crc_salt=symbols_salt(header.image_size, latent_size),
     )
     return out["x_hat"]
 

@@ -17,6 +17,7 @@ from codec_lab.corelib.data import CropSampler, training_images, validation_imag
 from codec_lab.corelib.errors import OutputError
 from codec_lab.corelib.evaluation import EvalResult, evaluate
 from codec_lab.corelib.progress import Progress
+from codec_lab.corelib.render import markdown_table
 from codec_lab.corelib.runs import (
     RUN_FOLDER_FILES,
     check_run_dir,
@@ -113,23 +114,12 @@ def _report(config: dict[str, Any], codec: Codec, result: TrainResult, ev: EvalR
         lines += [f"Last epoch: loss {last.get('loss', 0):.2f}, estimated bpp "
                   f"{last.get('est_bpp', 0):.3f}, PSNR {last.get('psnr', 0):.2f} dB.", ""]
     if ev.rows:
-        streams = [s.name for s in codec.specs]
-        kept = any("kept" in r for r in ev.rows)  # only rates that mask report it
-        head = ["image", "bpp", *(f"{s} bpp" for s in streams), "est. bpp", "PSNR", "MS-SSIM",
-                *(["kept"] if kept else [])]  # fmt: skip
-        lines += ["Validation (real files; bpp = bytes × 8 / pixels; stream columns are each "
-                  "stream's payload, the rest of a file is its header):", "",
-                  "| " + " | ".join(head) + " |", "|" + "---|" * len(head)]  # fmt: skip
-
-        def cells(r: dict[str, Any]) -> str:
-            vals = [r["bpp"], *(r.get(f"bpp_{s}", float("nan")) for s in streams), r["est_bpp"]]
-            return (" | ".join(f"{v:.4f}" for v in vals) + f" | {r['psnr']:.2f} | "
-                    f"{r.get('ms-ssim', float('nan')):.4f}"
-                    + (f" | {r.get('kept', float('nan')):.3f}" if kept else ""))
-
-        for r in ev.rows:
-            lines.append(f"| {r['image']} | {cells(r)} |")
-        lines.append(f"| **mean** | {cells(ev.mean())} |")
+        # The columns come from the results' codec description (streams, the rate's declared
+        # report columns): the report knows no rate.
+        streams = ("; stream columns are each stream's payload, the rest of a file is its header"
+                   if len(ev.codec.streams) > 1 else "")
+        lines += [f"Validation (real files; bpp = bytes × 8 / pixels{streams}; est. bpp is the "
+                  "model's likelihood estimate):", "", markdown_table(ev)]  # fmt: skip
     return "\n".join(lines) + "\n"
 
 
@@ -161,6 +151,7 @@ def train_run(
     save_weights(codec, out / "weights.safetensors")
     ev = evaluate(codec, val_paths, progress)
     name = f"{config['model']['encoder']['name']}+{config['model']['rate']['name']}"
+    # The same results model as `codec eval --json`: CompressAI's schema, rows, codec description.
     write_json(out / "metrics.json", ev.to_compressai(
         name, f"codec-lab {name} ({config['preset']}), real files on {len(val_paths)} "
         f"validation image(s)"))  # fmt: skip

@@ -37,6 +37,10 @@ def decompress(
              "the current folder: photo.png.cdl → photo.decoded.png).")] = None,
     force: Force = False,
     device: Device = "auto",
+    max_pixels: Annotated[int | None, typer.Option(
+        "--max-pixels", min=1,
+        help="Refuse files claiming a larger image (height x width); default $CODEC_MAX_PIXELS "
+             "or 268435456 (2**28).")] = None,
 ) -> None:
     """Restore an image from a compressed file.
 
@@ -49,7 +53,7 @@ def decompress(
     dev = resolve_device(device)
     data = read_compressed(file)
     codec = load_run(model).to(dev)
-    x_hat = decode_bytes(codec, data, str(file))
+    x_hat = decode_bytes(codec, data, str(file), max_pixels=max_pixels)
     save_image(x_hat, target, overwrite=force)
     h, w = x_hat.shape[-2:]
     out.print(f"{file} → {target} ({w}x{h}, {len(data) * 8 / (h * w):.4f} bpp)", highlight=False)

@@ -1,19 +1,32 @@
-"""The compressed-file container: layout, and every way a file can be refused."""
+"""The compressed-file container (format 2): layout, size, and every way a file can be refused."""
 
 from __future__ import annotations
 
+import json
 import struct
 import zlib
 
 import pytest
 
-from codec_lab.corelib.container import FORMAT_VERSION, MAGIC, Header, pack, unpack
-from codec_lab.corelib.errors import BitstreamError
+from codec_lab.corelib.container import (
+    DEFAULT_MAX_PIXELS,
+    FORMAT_VERSION,
+    MAGIC,
+    MAX_STREAMS,
+    Header,
+    max_pixels_limit,
+    pack,
+    symbols_salt,
+    unpack,
+)
+from codec_lab.corelib.errors import BitstreamError, ConfigError
+
+DIGEST = "0123456789abcdef"
+STREAMS = [b"side-stream", b"\x00\x01\x02main"]
 
 
 def _header(**over) -> Header:
-    kw = dict(components={"encoder": "cae@0.1", "rate": "admm@0.1"}, digest="0123456789abcdef",
-              image_size=(50, 37), latent_size=(7, 5), lengths=[], symbol_crcs=[11, 22])  # fmt: skip
+    kw = dict(digest=DIGEST, image_size=(50, 37), symbol_crcs=[11, 22])
     kw.update(over)
     return Header(**kw)
 
@@ -22,75 +35,195 @@ def _recrc(body: bytes) -> bytes:
     return body + struct.pack("<I", zlib.crc32(body))
 
 
-STREAMS = [b"side-stream", b"\x00\x01\x02main"]
+def _varint(v: int) -> bytes:
+    out = bytearray()
+    while v >= 0x80:
+        out.append(v & 0x7F | 0x80)
+        v >>= 7
+    return bytes(out + bytes([v]))
 
 
+def _file(*, magic: bytes = MAGIC, version: int = FORMAT_VERSION, flags: int = 1, h: bytes = b"\x32",
+          w: bytes = b"\x25", digest: bytes = bytes.fromhex(DIGEST), entries: bytes = b"\0\0\0\0",
+          payload: bytes = b"payload!") -> bytes:  # fmt: skip
+    """A file built field by field (raw bytes, so that any field can be malformed), checksummed."""
+    return _recrc(magic + bytes([version, flags]) + h + w + digest + entries + payload)
+
+
+def _refused(data: bytes, match: str, **kw) -> BitstreamError:
+    with pytest.raises(BitstreamError, match=match) as info:
+        unpack(data, "photo.cdl", **kw)
+    assert "\n" not in str(info.value) and "photo.cdl" in str(info.value)
+    return info.value
+
+
+# ---------------------------------------------------------------- layout
 def test_round_trip() -> None:
     data = pack(_header(), STREAMS)
-    assert data.startswith(MAGIC) and data[4] == FORMAT_VERSION
+    assert data.startswith(MAGIC) and data[2] == FORMAT_VERSION and data[3] == 2
     header, streams = unpack(data)
     assert streams == STREAMS
-    assert header.components == {"encoder": "cae@0.1", "rate": "admm@0.1"}
-    assert header.digest == "0123456789abcdef"
-    assert header.image_size == (50, 37) and header.latent_size == (7, 5)
-    assert header.lengths == [len(s) for s in STREAMS] and header.symbol_crcs == [11, 22]
+    assert header == Header(DIGEST, (50, 37), [11, 22], [len(s) for s in STREAMS])
+
+
+def test_layout_byte_by_byte() -> None:
+    """docs/format.md, example: one stream of a 512x768 (Kodak) image."""
+    data = pack(Header(DIGEST, (512, 768), [0xDEADBEEF]), [b"\x01\x02\x03\x04"])
+    assert data[:-4] == (b"CD" + b"\x02" + b"\x01" + b"\x80\x04" + b"\x80\x06"
+                         + bytes.fromhex(DIGEST) + b"\xef\xbe\xad\xde" + b"\x01\x02\x03\x04")  # fmt: skip
+    assert data[-4:] == struct.pack("<I", zlib.crc32(data[:-4]))
+
+
+def test_one_stream_container_is_at_most_24_bytes() -> None:
+    payload = b"x" * 1000
+    for size in [(512, 768), (768, 512), (16383, 16383)]:
+        assert len(pack(Header(DIGEST, size, [1]), [payload])) - len(payload) <= 24
+    assert len(pack(Header(DIGEST, (48, 40), [1]), [payload])) - len(payload) == 22
+
+
+def test_two_streams_add_a_length_and_a_crc() -> None:
+    one = len(pack(Header(DIGEST, (512, 768), [1]), [b"y" * 300]))
+    two = len(pack(Header(DIGEST, (512, 768), [1, 2]), [b"m" * 100, b"y" * 200]))
+    assert two - one == 1 + 4  # the first stream's length (a 1-byte varint) and its CRC
 
 
 def test_empty_streams_round_trip() -> None:
     header, streams = unpack(pack(_header(symbol_crcs=[0]), [b""]))
-    assert streams == [b""]
+    assert streams == [b""] and header.lengths == [0]
+    header, streams = unpack(pack(_header(symbol_crcs=[0, 5]), [b"", b"abc"]))
+    assert streams == [b"", b"abc"]
 
 
+def test_symbols_salt_encodes_image_and_latent_sizes() -> None:
+    salts = {symbols_salt((h, w), (lh, lw)) for h, w, lh, lw in
+             [(64, 64, 8, 8), (63, 64, 8, 8), (64, 63, 8, 8), (64, 64, 8, 9), (64, 64, 9, 8)]}  # fmt: skip
+    assert len(salts) == 5
+    assert symbols_salt((512, 768), (32, 48)) == struct.pack("<4I", 512, 768, 32, 48)
+
+
+@pytest.mark.parametrize(("over", "streams", "words"), [
+    ({}, [], "1 to 15 streams"),
+    ({"symbol_crcs": [0] * 16}, [b""] * 16, "1 to 15 streams"),
+    ({"symbol_crcs": [1]}, STREAMS, "1 symbol CRCs for 2"),
+    ({"image_size": (0, 5)}, STREAMS, "cannot be written"),
+    ({"image_size": (5, 2**32)}, STREAMS, "cannot be written"),
+    ({"digest": "xyz"}, STREAMS, "not hex"),
+    ({"digest": "abcd"}, STREAMS, "not 8 bytes"),
+    ({"symbol_crcs": [1, 2**32]}, STREAMS, "32-bit"),
+])  # fmt: skip
+def test_pack_refuses_what_it_cannot_write(over, streams, words) -> None:
+    with pytest.raises(ValueError, match=words):
+        pack(_header(**over), streams)
+
+
+def test_max_streams_round_trip() -> None:
+    streams = [bytes([i]) * i for i in range(MAX_STREAMS)]
+    header, out = unpack(pack(_header(symbol_crcs=list(range(MAX_STREAMS))), streams))
+    assert out == streams and header.symbol_crcs == list(range(MAX_STREAMS))
+
+
+# ---------------------------------------------------------------- refusals
 def test_bad_magic() -> None:
     data = bytearray(pack(_header(), STREAMS))
-    data[:4] = b"PNG\x00"
-    with pytest.raises(BitstreamError, match="not a codec-lab file"):
-        unpack(_recrc(bytes(data[:-4])))
+    data[:2] = b"PN"
+    _refused(_recrc(bytes(data[:-4])), "not a codec-lab file")
+
+
+def test_version_1_file_is_refused_by_name() -> None:
+    """A file of the JSON-header format 1 (b"CDLB", version 1, header length, JSON, ...)."""
+    head = json.dumps({"c": ["encoder=cae@0.1"], "d": DIGEST, "s": [50, 37], "l": [7, 5],
+                       "n": [4], "k": [1]}, separators=(",", ":")).encode()  # fmt: skip
+    v1 = _recrc(struct.pack("<4sBH", b"CDLB", 1, len(head)) + head + b"abcd")
+    err = _refused(v1, "format version 1")
+    assert "this build reads only version 2" in str(err) and "compress the original image again" in str(err)
+    _refused(b"CDLB\x01", "format version 1")  # even a truncated one
 
 
 def test_other_format_version() -> None:
     data = bytearray(pack(_header(), STREAMS))
-    data[4] = FORMAT_VERSION + 1
-    with pytest.raises(BitstreamError, match=f"format version {FORMAT_VERSION + 1}"):
-        unpack(_recrc(bytes(data[:-4])))
+    data[2] = FORMAT_VERSION + 1
+    _refused(_recrc(bytes(data[:-4])), f"format version {FORMAT_VERSION + 1}")
 
 
-@pytest.mark.parametrize("where", [0.3, 0.5, 0.9])
+@pytest.mark.parametrize("where", [0.0, 0.3, 0.5, 0.9, 1.0])
 def test_any_flipped_byte_fails_the_checksum(where: float) -> None:
     data = bytearray(pack(_header(), STREAMS))
-    i = max(7, int(len(data) * where))
+    i = min(len(data) - 1, max(4, int(len(data) * where)))
     data[i] ^= 0x10
-    with pytest.raises(BitstreamError, match="checksum"):
-        unpack(bytes(data))
+    _refused(bytes(data), "checksum")
 
 
-@pytest.mark.parametrize("keep", [0, 3, 10, -1, -5])
+@pytest.mark.parametrize("keep", [0, 3, 7, 10, -1, -5])
 def test_truncated(keep: int) -> None:
     data = pack(_header(), STREAMS)
-    with pytest.raises(BitstreamError, match="too short|truncated"):
-        unpack(data[:keep], "photo.cdl")
+    _refused(data[:keep], "too short|truncated")
 
 
 def test_error_names_the_file() -> None:
-    with pytest.raises(BitstreamError, match="photo.cdl"):
-        unpack(b"xx", "photo.cdl")
+    _refused(b"xx", "too short")
 
 
-def test_damaged_header_with_a_valid_checksum() -> None:
-    head = b'{"c": 5}'
-    body = struct.pack("<4sBH", MAGIC, FORMAT_VERSION, len(head)) + head
-    with pytest.raises(BitstreamError, match="header is damaged"):
-        unpack(_recrc(body))
+# Every header field out of range, in a file whose checksum is right.
+@pytest.mark.parametrize(("fields", "words"), [
+    ({"flags": 0x11}, r"reserved flag bits are set \(flags 0x11\)"),
+    ({"flags": 0x80}, "reserved flag bits"),
+    ({"flags": 0}, "declares no streams"),
+    ({"h": b"\x00"}, "image size 0x37 is empty"),
+    ({"w": b"\x00"}, "image size 50x0 is empty"),
+    ({"h": b"\xb2\x00"}, "image height is not in its shortest form"),
+    ({"w": b"\x80\x80\x80\x80\x80\x01"}, "image width runs over 5 bytes"),
+    ({"h": b"\xff\xff\xff\xff\x1f"}, "image height is out of range"),
+    ({"h": _varint(2**14), "w": _varint(2**14 + 1)}, r"claims a 16384x16385 image .* over the limit"),
+    ({"h": _varint(2**28), "w": b"\x02"}, "over the limit of 268,435,456 pixels"),
+    ({"flags": 2, "entries": b"\x7f" + b"\0" * 8}, r"stream lengths \[127\] add up to more than"),
+    ({"flags": 3, "entries": b"\x05\0\0\0\0\x04\0\0\0\0\0\0\0\0"}, "add up to more than the 0 payload"),
+])  # fmt: skip
+def test_header_field_out_of_range(fields, words) -> None:
+    kw = {"payload": b""} if fields.get("flags") == 3 else {}
+    _refused(_file(**fields, **kw), words)
 
 
-def test_not_json_header() -> None:
-    head = b"\xff\xfe not json"
-    body = struct.pack("<4sBH", MAGIC, FORMAT_VERSION, len(head)) + head
-    with pytest.raises(BitstreamError, match="header is damaged"):
-        unpack(_recrc(body))
+@pytest.mark.parametrize("cut", [1, 3, 9, 12, 13])
+def test_header_that_ends_early(cut: int) -> None:
+    """A file cut inside its header, checksum recomputed: the field it ends in is named."""
+    good = _file(payload=b"")[:-4]
+    _refused(_recrc(good[:-cut]), "damaged header: it ends inside the")
+
+
+def test_length_varint_that_runs_off_the_end() -> None:
+    _refused(_file(flags=2, entries=b"\x81", payload=b""), "ends inside the length of stream 1")
+
+
+def test_pixel_limit_can_be_set(monkeypatch: pytest.MonkeyPatch) -> None:
+    data = _file(h=_varint(100), w=_varint(100))
+    assert unpack(data)[0].image_size == (100, 100)
+    _refused(data, "10,000 pixels\\), over the limit of 9,999", max_pixels=9_999)
+    assert unpack(data, max_pixels=10_000)[0].image_size == (100, 100)
+    monkeypatch.setenv("CODEC_MAX_PIXELS", "5000")
+    _refused(data, "over the limit of 5,000 pixels.*--max-pixels or CODEC_MAX_PIXELS")
+    assert unpack(data, max_pixels=10_000)[0].image_size == (100, 100)  # the option wins
+    big = _file(h=_varint(2**15), w=_varint(2**14))
+    monkeypatch.setenv("CODEC_MAX_PIXELS", str(2**29))
+    assert unpack(big)[0].image_size == (2**15, 2**14)
+
+
+@pytest.mark.parametrize("value", ["lots", "0", "-3", "1.5"])
+def test_bad_pixel_limit_in_the_environment(monkeypatch: pytest.MonkeyPatch, value: str) -> None:
+    monkeypatch.setenv("CODEC_MAX_PIXELS", value)
+    with pytest.raises(ConfigError, match="CODEC_MAX_PIXELS must be a positive whole number"):
+        max_pixels_limit()
+
+
+def test_default_pixel_limit(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("CODEC_MAX_PIXELS", raising=False)
+    assert max_pixels_limit() == DEFAULT_MAX_PIXELS == 2**28
+    with pytest.raises(ConfigError):
+        max_pixels_limit(0)
 
 
 def test_stream_lengths_that_do_not_add_up() -> None:
+    """Extra bytes go to the last stream (its length is implied); lengths past the end fail."""
     data = pack(_header(), STREAMS)
-    with pytest.raises(BitstreamError, match="do not add up"):
-        unpack(_recrc(data[:-4] + b"extra"))
+    header, streams = unpack(_recrc(data[:-4] + b"extra"))
+    assert streams == [STREAMS[0], STREAMS[1] + b"extra"]
+    _refused(_recrc(data[:-4][: -len(STREAMS[1]) - 2]), "add up to more than")

@@ -12,7 +12,7 @@ from PIL import Image
 from codec_lab.corelib.codec import Codec
 from codec_lab.corelib.container import pack, unpack
 from codec_lab.corelib.errors import BitstreamError
-from codec_lab.corelib.files import component_tags, decode_bytes, encode_image, read_compressed
+from codec_lab.corelib.files import decode_bytes, encode_image, read_compressed
 from codec_lab.corelib.images import save_image, to_uint8
 from codec_lab.registry.runs import load_run
 from tests.helpers import decode_in_fresh_process, image_tensor
@@ -21,10 +21,10 @@ from tests.helpers import decode_in_fresh_process, image_tensor
 def test_encode_decode_round_trip(trained_codec: Codec) -> None:
     x = image_tensor(50, 37)
     data = encode_image(trained_codec, x)
-    header, _ = unpack(data)
-    assert header.components == component_tags(trained_codec)
+    header, streams = unpack(data)
     assert header.digest == trained_codec.weights_digest()
-    assert header.image_size == (50, 37) and header.latent_size == (7, 5)
+    assert header.image_size == (50, 37) and trained_codec.latent_size(50, 37) == (7, 5)
+    assert len(streams) == 1 and len(data) - len(streams[0]) == 22  # 1-byte height and width
     x_hat = decode_bytes(trained_codec, data)
     assert torch.equal(x_hat, trained_codec.decompress(**trained_codec.compress(x))["x_hat"])
 
@@ -45,15 +45,17 @@ def test_file_of_another_model_is_refused(trained_codec: Codec, other_run: Path)
         decode_bytes(trained_codec, data, "x.cdl")
 
 
-def test_file_of_another_composition_is_refused(trained_codec: Codec) -> None:
+def test_file_with_another_digest_is_refused(trained_codec: Codec) -> None:
+    """The digest identifies the model (format 2 stores no component list)."""
     header, streams = unpack(encode_image(trained_codec, image_tensor(32, 32)))
-    header.components = {**header.components, "coder": "histogram@9.9"}
-    with pytest.raises(BitstreamError, match="different codec.*histogram@9.9"):
+    header.digest = "00" * 8
+    with pytest.raises(BitstreamError, match="made by another model.*model digest 0000000000000000"):
         decode_bytes(trained_codec, pack(header, streams))
 
 
 def test_stream_count_mismatch_is_refused(trained_codec: Codec) -> None:
     header, streams = unpack(encode_image(trained_codec, image_tensor(32, 32)))
+    header.symbol_crcs *= 2
     with pytest.raises(BitstreamError, match="2 streams"):
         decode_bytes(trained_codec, pack(header, streams * 2))
 
@@ -74,12 +76,47 @@ def test_stream_ending_in_a_zero_word_is_a_bitstream_error(trained_codec: Codec)
         decode_bytes(trained_codec, pack(header, [streams[0][:-4] + b"\0\0\0\0"]))
 
 
-@pytest.mark.parametrize("image_size", [(0, 0), (1000, 1000)])
-def test_header_image_size_must_match_the_latent(trained_codec: Codec, image_size) -> None:
+@pytest.mark.parametrize("image_size", [(63, 64), (64, 57), (1, 1), (1000, 1000), (16384, 16384)])
+def test_changed_image_size_is_refused(trained_codec: Codec, image_size) -> None:
+    """The image size is in the symbol CRC's salt: the same latent size (63x64) fails the CRC,
+    a larger one the symbol count, never decoding to a wrong image."""
     header, streams = unpack(encode_image(trained_codec, image_tensor(64, 64, seed=3)))
     header.image_size = image_size
-    with pytest.raises(BitstreamError):
+    with pytest.raises(BitstreamError) as info:
         decode_bytes(trained_codec, pack(header, streams))
+    assert "\n" not in str(info.value)
+
+
+def test_pixel_limit(trained_codec: Codec, monkeypatch: pytest.MonkeyPatch) -> None:
+    data = encode_image(trained_codec, image_tensor(64, 64, seed=3))
+    with pytest.raises(BitstreamError, match="over the limit of 4,000 pixels"):
+        decode_bytes(trained_codec, data, max_pixels=4000)
+    monkeypatch.setenv("CODEC_MAX_PIXELS", "4000")
+    with pytest.raises(BitstreamError, match="over the limit of 4,000 pixels"):
+        decode_bytes(trained_codec, data)
+    assert decode_bytes(trained_codec, data, max_pixels=4096).shape == (1, 3, 64, 64)
+
+
+def test_version_1_file_is_refused(trained_codec: Codec) -> None:
+    with pytest.raises(BitstreamError, match="format version 1.*reads only version 2"):
+        decode_bytes(trained_codec, b"CDLB\x01\x10\x00" + b'{"c":[]}' * 2 + b"\0" * 8, "old.cdl")
+
+
+def test_weights_digest_is_cached_and_follows_the_weights(trained_codec: Codec) -> None:
+    saved = {k: v.clone() for k, v in trained_codec.state_dict().items()}
+    first = trained_codec.weights_digest()
+    assert trained_codec.weights_digest() == first == trained_codec.weights_digest(cached=False)
+    param = next(trained_codec.parameters())
+    with torch.no_grad():
+        param.add_(1.0)  # in place: the version counter moves
+    changed = trained_codec.weights_digest()
+    assert changed != first and changed == trained_codec.weights_digest(cached=False)
+    trained_codec.load_state_dict(saved)  # copied in place
+    assert trained_codec.weights_digest() == first
+    buf = dict(trained_codec.named_buffers())
+    name = next(n for n in buf if n != "config_digest" and buf[n].is_floating_point())
+    buf[name].data = buf[name].data + 1  # a replaced tensor (new storage)
+    assert trained_codec.weights_digest() == trained_codec.weights_digest(cached=False) != first
 
 
 def test_read_compressed(tmp_path: Path) -> None:

@@ -87,7 +87,8 @@ class TinyContextCoder(EntropyCoder):
                     yield c, s, sel
 
     def _model(self, freq: torch.Tensor, c: int, s: int):
-        return constriction.stream.model.Categorical(freq[s, c].numpy() / float(1 << PRECISION), perfect=False)
+        probs = freq[s, c].numpy() / float(1 << PRECISION)
+        return constriction.stream.model.Categorical(probs, perfect=False)
 
     def encode(self, stream: Stream, context: Context | None = None) -> bytes:
         sym, mask = stream.symbols.cpu(), stream.full_mask().cpu()
@@ -104,7 +105,8 @@ class TinyContextCoder(EntropyCoder):
         freq, state = self._freq(spec.name), self._state(out, context)
         coder = constriction.stream.stack.AnsCoder(np.frombuffer(data, dtype="<u4").astype(np.uint32))
         for c, s, sel in self._groups(shape, state, full):
-            out[c][sel] = torch.from_numpy(coder.decode(self._model(freq, c, s), int(sel.sum())).astype(np.int64))
+            values = coder.decode(self._model(freq, c, s), int(sel.sum()))
+            out[c][sel] = torch.from_numpy(values.astype(np.int64))
         return out
 
 
