@@ -18,7 +18,15 @@ import typer  # noqa: E402
 from codec_lab.cli import _state  # noqa: E402
 from codec_lab.cli._output import handle_errors, out  # noqa: E402
 from codec_lab.cli._typer import Command, Group  # noqa: E402
-from codec_lab.cli.commands import build, compress, compressai_cmd, decompress, evaluate, plugins  # noqa: E402
+from codec_lab.cli.commands import (  # noqa: E402
+    build,
+    compress,
+    compressai_cmd,
+    decompress,
+    evaluate,
+    fit_coder,
+    plugins,
+)
 
 app = typer.Typer(
     name="codec",
@@ -76,6 +84,7 @@ for _name, _fn, _extra in (
     ("compress", compress.compress, {}),
     ("decompress", decompress.decompress, {}),
     ("eval", evaluate.evaluate_cmd, {}),
+    ("fit-coder", fit_coder.fit_coder, {}),
     ("plugins", plugins.plugins_cmd, {}),
     ("compressai", compressai_cmd.compressai_cmd,
      {"context_settings": {"allow_extra_args": True, "ignore_unknown_options": True}}),
