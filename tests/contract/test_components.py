@@ -8,9 +8,9 @@ import pytest
 import torch
 
 from codec_lab.corelib.contracts import KINDS, ComponentInfo
+from codec_lab.corelib.testing import setup_coder, setup_rate
 from codec_lab.registry.components import Registry
 from codec_lab.registry.compose import assemble_config, build_codec
-from codec_lab.corelib.testing import setup_coder, setup_rate
 from tests.contract import checks
 from tests.helpers import image_tensor
 
