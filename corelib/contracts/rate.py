@@ -139,7 +139,7 @@ class Rate(Component):
 
     def entropy_models(self) -> Mapping[str, torch.nn.Module]:
         """Learned density models this rate owns, by stream name, for coders that code
-        with them (``factorized`` uses the ``entropy`` rate's ``EntropyBottleneck``)."""
+        with them (e.g. an ``EntropyBottleneck`` whose tables a coder codes with)."""
         return {}
 
     # Training hooks: called by the training engine; defaults do nothing.
