@@ -201,8 +201,11 @@ def unpack(data: bytes, where: str = "file", max_pixels: int | None = None) -> t
         raise BitstreamError(f"{where} is not a codec-lab file (bad magic {bytes(data[:2])!r})", _NOT_OURS)
     version, flags = data[2], data[3]
     if version != FORMAT_VERSION:
-        raise BitstreamError(f"{where} has compressed-file format version {version}; this build "
-                             f"reads version {FORMAT_VERSION}", "use the codec-lab build that wrote it")  # fmt: skip
+        raise BitstreamError(
+            f"{where} has compressed-file format version {version}; this build reads version "
+            f"{FORMAT_VERSION}",
+            "use the codec-lab build that wrote it",
+        )
     view = memoryview(data)
     body = view[: size - _CRC.size]
     (stored,) = _CRC.unpack_from(view, size - _CRC.size)

@@ -1,8 +1,8 @@
 """CompressAI's ``EntropyBottleneck`` made safe to code with, and rANS coding with its tables.
 
-Rate plugins that own a learned density (the ``entropy`` rate) hold a :class:`TrackedBottleneck`;
-coders that code with it (``factorized``) call :func:`encode_symbols`, :func:`decode_symbols`
-and :func:`table_likelihoods`. The tables are CompressAI's own (``update()``: 16-bit quantized
+Rate plugins that own a learned factorized density hold a :class:`TrackedBottleneck`; coders
+that code with a rate's density call :func:`encode_symbols`, :func:`decode_symbols` and
+:func:`table_likelihoods`. The tables are CompressAI's own (``update()``: 16-bit quantized
 CDFs with an escape symbol), so our bitstreams are byte-identical to CompressAI's.
 """
 
@@ -11,6 +11,9 @@ from __future__ import annotations
 import hashlib
 import math
 import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
 from typing import Any
 
 import torch
@@ -19,6 +22,7 @@ from compressai.entropy_models import EntropyBottleneck
 __all__ = [
     "StaleTablesWarning",
     "TrackedBottleneck",
+    "coding_only",
     "decode_symbols",
     "encode_symbols",
     "table_max_symbols",
@@ -30,6 +34,30 @@ __all__ = [
 _BYPASS_BITS = 4
 _MAX_BYPASS = (1 << _BYPASS_BITS) - 1
 _RANS_STATE_BYTES = 8
+
+_CODING_ONLY: ContextVar[bool] = ContextVar("codec_lab_coding_only", default=False)
+
+
+@contextmanager
+def coding_only() -> Iterator[None]:
+    """Within this block, inference passes (eval mode, no gradients) skip the density.
+
+    For callers that keep only the coded streams of a pass and discard its likelihoods and
+    rate loss (``encode_image``; CompressAI's ``compress`` does not evaluate the density
+    either): :meth:`TrackedBottleneck.likelihood` returns ones there instead of running the
+    density network. Symbols never depend on likelihoods, so the bytes are unchanged.
+    """
+    token = _CODING_ONLY.set(True)
+    try:
+        yield
+    finally:
+        _CODING_ONLY.reset(token)
+
+
+def _tensor_key(tensors: Any) -> tuple[Any, ...]:
+    """Identity, version counter, storage and layout of tensors: changes when their values may
+    have (in-place ops, optimizer steps, ``copy_``, replaced ``.data``)."""
+    return tuple((id(t), t._version, t.data_ptr(), t.dtype, tuple(t.shape)) for t in tensors)
 
 
 class StaleTablesWarning(UserWarning):
@@ -50,15 +78,27 @@ class TrackedBottleneck(EntropyBottleneck):
     def __init__(self, channels: int, **kwargs: Any) -> None:
         super().__init__(channels, **kwargs)
         self._tables_for: str | None = None
+        self._fingerprint: tuple[tuple[Any, ...], str] | None = None  # (tensor key, digest)
         # After a load (children included: the density's ParameterLists load after us).
         self.register_load_state_dict_post_hook(TrackedBottleneck._after_load)
 
     def fingerprint(self) -> str:
-        """Digest of the parameters the tables are computed from."""
+        """Digest of the parameters the tables are computed from.
+
+        Cached on the parameters' identity, version counter and storage, since every
+        ``compress``/``decompress`` asks (through ``update()``); writes that bypass the version
+        counter (through ``.data``) must be followed by ``update(force=True)``.
+        """
+        params = list(self.parameters())
+        key = _tensor_key(params)
+        cached = getattr(self, "_fingerprint", None)  # absent in modules pickled by older builds
+        if cached is not None and cached[0] == key:
+            return cached[1]
         h = hashlib.sha256()
-        for p in self.parameters():
+        for p in params:
             h.update(p.detach().cpu().contiguous().numpy().tobytes())
-        return h.hexdigest()
+        self._fingerprint = (key, h.hexdigest())
+        return self._fingerprint[1]
 
     @property
     def has_tables(self) -> bool:
@@ -94,7 +134,12 @@ class TrackedBottleneck(EntropyBottleneck):
         return self.quantiles[:, 0, 1].detach()
 
     def likelihood(self, values: torch.Tensor) -> torch.Tensor:
-        """Bounded likelihood of (B, C, H, W) ``values`` (as ``forward`` computes it)."""
+        """Bounded likelihood of (B, C, H, W) ``values`` (as ``forward`` computes it).
+
+        Ones, without evaluating the density, in an inference pass inside :func:`coding_only`.
+        """
+        if _CODING_ONLY.get() and not self.training and not torch.is_grad_enabled():
+            return values.new_ones(()).expand_as(values)
         c = values.shape[1]
         flat = values.transpose(0, 1).reshape(c, 1, -1)
         lk, _, _ = self._likelihood(flat)
@@ -118,14 +163,21 @@ def _channel_indexes(shape: tuple[int, ...]) -> torch.Tensor:
     return torch.arange(c, dtype=torch.int32).view(c, *([1] * (len(shape) - 1))).expand(shape)
 
 
+def _dense(mask: torch.Tensor | None) -> torch.Tensor | None:
+    """None for a mask that sends every position: the same positions, without boolean indexing
+    (which costs more than the rest of the coding's tensor work on a full-size latent)."""
+    return None if mask is None or bool(mask.all()) else mask
+
+
 def encode_symbols(model: EntropyBottleneck, symbols: torch.Tensor, mask: torch.Tensor | None) -> bytes:
     """rANS-code (C, H, W) integer ``symbols`` (relative to the medians) with ``model``'s tables.
 
-    Positions where ``mask`` is False are skipped. With no mask the bytes are exactly what
-    ``EntropyBottleneck.compress`` writes for the same latent.
+    Positions where ``mask`` is False are skipped. With no mask (or one that sends every
+    position) the bytes are exactly what ``EntropyBottleneck.compress`` writes for the latent.
     """
     cdf, lengths, offsets = _tables(model)
     idx = _channel_indexes(tuple(symbols.shape))
+    mask = _dense(mask)
     if mask is not None:
         keep = mask.expand_as(symbols).to(torch.bool)
         sym, idx = symbols[keep], idx[keep]
@@ -144,24 +196,24 @@ def decode_symbols(
     """Inverse of :func:`encode_symbols`: (C, H, W) int64 symbols, 0 where masked."""
     cdf, lengths, offsets = _tables(model)
     idx = _channel_indexes(shape)
-    out = torch.zeros(shape, dtype=torch.int64)
+    mask = _dense(mask)
     if mask is not None:
         keep = mask.expand(shape).to(torch.bool)
         idx = idx[keep]
     if not idx.numel():
         if data:
             raise ValueError(f"{len(data)} bytes where no symbol is sent")
-        return out
+        return torch.zeros(shape, dtype=torch.int64)
     # rANS starts by reading its 8-byte state; the extension does not check lengths.
     if len(data) < _RANS_STATE_BYTES or len(data) % 4:
         raise ValueError(f"{len(data)} bytes cannot be an rANS stream (whole 32-bit words, "
                          f"at least {_RANS_STATE_BYTES} bytes)")
     values = model.entropy_coder.decode_with_indexes(data, idx.reshape(-1).tolist(), cdf, lengths, offsets)
     vals = torch.tensor(values, dtype=torch.int64)
-    if mask is not None:
-        out[keep] = vals
-    else:
-        out = vals.reshape(shape)
+    if mask is None:
+        return vals.reshape(shape)
+    out = torch.zeros(shape, dtype=torch.int64)  # masked positions stay 0
+    out[keep] = vals
     return out
 
 

@@ -8,6 +8,7 @@ import torch
 
 from codec_lab.corelib.codec import Codec
 from codec_lab.corelib.container import Header, pack, symbols_salt, unpack
+from codec_lab.corelib.entropy_models import coding_only
 from codec_lab.corelib.errors import BitstreamError
 
 __all__ = ["component_tags", "decode_bytes", "encode_image", "read_compressed"]
@@ -28,7 +29,8 @@ def encode_image(codec: Codec, x: torch.Tensor, digest: str | None = None) -> by
         raise ValueError("encode_image takes one image shaped (1, 3, H, W)")
     image_size = (int(x.shape[-2]), int(x.shape[-1]))
     latent_size = codec.latent_size(*image_size)
-    enc = codec.compress(x, crc_salt=symbols_salt(image_size, latent_size))
+    with coding_only():  # the streams are all a file needs: no likelihoods, no rate loss
+        enc = codec.compress(x, crc_salt=symbols_salt(image_size, latent_size))
     if tuple(enc["shape"]) != latent_size:  # the decoder derives it from the image size
         raise ValueError(f"the codec coded a {tuple(enc['shape'])} latent; latent_size() says "
                          f"{latent_size}")  # fmt: skip
@@ -69,13 +71,16 @@ def decode_bytes(
         raise BitstreamError(f"{where} has {len(streams)} streams; this model codes {len(codec.specs)}",
                              "the file is damaged or was made by another model")  # fmt: skip
     latent_size = codec.latent_size(*header.image_size)
-    out = codec.decompress(
-        [[s] for s in streams],
-        latent_size,
-        image_size=header.image_size,
-        crc=[[k] for k in header.symbol_crcs],
-        crc_salt=symbols_salt(header.image_size, latent_size),
-    )
+    try:
+        out = codec.decompress(
+            [[s] for s in streams],
+            latent_size,
+            image_size=header.image_size,
+            crc=[[k] for k in header.symbol_crcs],
+            crc_salt=symbols_salt(header.image_size, latent_size),
+        )
+    except BitstreamError as e:  # name the file, as the container's own errors do
+        raise BitstreamError(f"{where}: {e.message}", e.hint) from e
     return out["x_hat"]
 
 

@@ -140,3 +140,48 @@ def test_file_decodes_identically_in_a_fresh_process(trained_run: Path, tmp_path
     assert np.array_equal(there_png, here_png)
     assert np.array_equal(there_png, to_uint8(here))
     assert np.array_equal(np.load(tmp_path / "there.npy"), here.numpy())
+
+
+def test_cli_pixel_limit_and_version_1(trained_run: Path, tmp_path: Path,
+                                       monkeypatch: pytest.MonkeyPatch) -> None:  # fmt: skip
+    """``codec decompress --max-pixels`` (and CODEC_MAX_PIXELS); a format-1 file: one-line errors."""
+    from tests.cli.conftest import assert_clean_failure, invoke
+
+    cdl = tmp_path / "a.cdl"
+    cdl.write_bytes(encode_image(load_run(trained_run), image_tensor(64, 64, seed=3)))
+    args = ("decompress", cdl, "-m", trained_run)
+    err = assert_clean_failure(invoke(*args, "-o", tmp_path / "a.png", "--max-pixels", "4000"))
+    assert "64x64 image (4,096 pixels), over the limit of 4,000 pixels" in err and "--max-pixels" in err
+    monkeypatch.setenv("CODEC_MAX_PIXELS", "4000")
+    assert_clean_failure(invoke(*args, "-o", tmp_path / "a.png"), contains="over the limit of 4,000")
+    assert not (tmp_path / "a.png").exists()
+    assert invoke(*args, "-o", tmp_path / "a.png", "--max-pixels", "4096").exit_code == 0
+    cdl.write_bytes(b"CDLB\x01\x10\x00" + b'{"c":[],"d":""}' + b"\0" * 12)
+    assert_clean_failure(invoke(*args, "-o", tmp_path / "b.png"), contains="format version 1")
+
+
+def test_coding_only_skips_the_density_but_not_the_bytes() -> None:
+    """encode_image skips the likelihoods (CompressAI's compress does too): same payload,
+    same image; outside the block, or with gradients on, the density is evaluated."""
+    from compressai.models import FactorizedPrior
+
+    from codec_lab.corelib.entropy_models import coding_only
+    from codec_lab.registry.compressai_zoo import from_factorized_prior
+
+    torch.manual_seed(0)
+    ref = FactorizedPrior(8, 12)
+    ref.update(force=True)
+    codec = from_factorized_prior(ref.state_dict()).eval()
+    x = image_tensor(48, 64, seed=5)
+    data = encode_image(codec, x)
+    _, streams = unpack(data)
+    assert streams == [codec.compress(x)["strings"][0][0]] == [ref.compress(x)["strings"][0][0]]
+    assert torch.equal(decode_bytes(codec, data), codec.decompress(**codec.compress(x))["x_hat"])
+    bottleneck = codec.rate.bottleneck
+    values = torch.randn(1, 12, 3, 4)
+    with coding_only():
+        with torch.no_grad():
+            assert torch.equal(bottleneck.likelihood(values), torch.ones_like(values))
+        assert not torch.equal(bottleneck.likelihood(values), torch.ones_like(values))  # gradients on
+    with torch.no_grad():
+        assert not torch.equal(bottleneck.likelihood(values), torch.ones_like(values))
