@@ -23,6 +23,10 @@ from codec_lab.corelib.streams import Stream, StreamSpec
 __all__ = ["Codec", "config_digest", "symbols_crc"]
 
 
+def _item(mask: torch.Tensor | None, i: int) -> torch.Tensor | None:
+    return None if mask is None else mask[i]
+
+
 def _context(streams: list[Stream]) -> dict[str, Stream]:
     """The streams coded before the current one, by name, as the decoder has them: masked
     positions read 0 on both sides, so a coder conditioning on them stays in step."""
@@ -44,7 +48,9 @@ def config_digest(config: Mapping[str, Any]) -> torch.Tensor:
 def symbols_crc(symbols: torch.Tensor, mask: torch.Tensor | None, salt: bytes = b"") -> int:
     """CRC-32 of ``salt`` then the transmitted symbols, to detect a decoder desync (or a
     changed header field the salt encodes, such as the image size) instead of garbage."""
-    sent = symbols[mask.expand_as(symbols)] if mask is not None else symbols.reshape(-1)
+    # Boolean indexing copies: skip it when every position is sent (the common case).
+    everything = mask is None or bool(mask.all())
+    sent = symbols.reshape(-1) if everything else symbols[mask.expand_as(symbols)]
     return zlib.crc32(sent.to(torch.int32).cpu().numpy().tobytes(), zlib.crc32(salt))
 
 
@@ -309,12 +315,14 @@ class Codec(CompressionModel):
         streams = self.streams(x)
         strings: list[list[bytes]] = []
         crcs: list[list[int]] = []
-        masks = [s.full_mask() for s in streams]
+        # None where every position is sent: coders and the CRC then skip masking work.
+        masks = [None if s.mask is None else s.full_mask() for s in streams]
         for k, s in enumerate(streams):
             per_item, per_crc = [], []
             for i in range(b):
-                one = Stream(s.spec, s.symbols[i], masks[k][i])
-                earlier = [Stream(p.spec, p.symbols[i], masks[j][i]) for j, p in enumerate(streams[:k])]
+                one = Stream(s.spec, s.symbols[i], _item(masks[k], i))
+                earlier = [Stream(p.spec, p.symbols[i], _item(masks[j], i))
+                           for j, p in enumerate(streams[:k])]  # fmt: skip
                 per_item.append(self.coder.encode(one, _context(earlier)))
                 per_crc.append(symbols_crc(one.symbols, one.mask, crc_salt))
             strings.append(per_item)
@@ -334,7 +342,8 @@ class Codec(CompressionModel):
         if limit is None:
             return
         full = spec.channels * hw[0] * hw[1]
-        sent = full if mask is None else int(mask.expand(spec.channels, *hw).sum())
+        # count_nonzero: a sum would first copy the mask into int64 (GBs at the pixel limit).
+        sent = full if mask is None else int(mask.expand(spec.channels, *hw).count_nonzero())
         if sent > limit:
             raise BitstreamError(
                 f"stream {spec.name!r} would hold {sent:,} symbols in {len(data):,} bytes; this "
@@ -400,8 +409,8 @@ class Codec(CompressionModel):
                     decoded[spec.name] = sym.to(device)  # coders decode on the CPU
                     coded.append(Stream(spec, sym, mask))
                 y_hat = self.rate.reconstruct(decoded, self.quantizer, hw)
-                outs.append(self.synthesis(y_hat).clamp(0, 1))
-        x_hat = torch.cat(outs, 0)
+                outs.append(self.synthesis(y_hat).clamp_(0, 1))
+        x_hat = outs[0] if len(outs) == 1 else torch.cat(outs, 0)
         if image_size is not None:
             x_hat = x_hat[..., : image_size[0], : image_size[1]]
         return {"x_hat": x_hat}

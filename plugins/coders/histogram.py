@@ -172,7 +172,7 @@ class HistogramCoder(EntropyCoder):
             coder = constriction.stream.stack.AnsCoder(words)
             models = self._models(spec.name)
             for c in range(shape[0]):
-                n = int(full[c].sum())
+                n = int(full[c].count_nonzero())
                 if n:
                     out[c][full[c]] = torch.from_numpy(coder.decode(models[c], n).astype(np.int64))
         except ValueError as e:  # constriction refuses malformed data (e.g. a trailing zero word)
