@@ -10,16 +10,13 @@ the number of kernel launches per step (a launch-bound GPU step costs the same a
 from __future__ import annotations
 
 import argparse
-import sys
 import time
-from pathlib import Path
 
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from codec_lab.corelib.losses import distortion_loss  # noqa: E402
-from codec_lab.registry.components import Registry  # noqa: E402
-from codec_lab.registry.compose import assemble_config, build_codec  # noqa: E402
+from codec_lab.corelib.losses import distortion_loss
+from codec_lab.registry.components import Registry
+from codec_lab.registry.compose import assemble_config, build_codec
 
 
 def _sync(device: torch.device) -> None:

@@ -5,27 +5,23 @@ second training job would; this process then times training steps of the ``cpu``
 codec (``mix`` loss, batch 8 of 128² crops) at each thread count asked for. The same steps
 on an idle machine are the reference, measured first in the same run.
 
-    .venv/bin/python bench/threads.py --threads 0 --threads 1   # 0 = torch's default
+    .venv/bin/python -m bench.threads --threads 0 --threads 1   # from the repository root; 0 = default
 """
 
 from __future__ import annotations
 
 import argparse
 import multiprocessing as mp
-import sys
 import time
-from pathlib import Path
 
 import torch
 from rich.table import Table
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import console, machine  # noqa: E402
-
-from codec_lab.corelib.config import TrainConfig  # noqa: E402
-from codec_lab.corelib.losses import distortion_loss  # noqa: E402
-from codec_lab.registry.components import Registry  # noqa: E402
-from codec_lab.registry.compose import assemble_config, build_codec  # noqa: E402
+from bench._common import console, machine
+from codec_lab.corelib.config import TrainConfig
+from codec_lab.corelib.losses import distortion_loss
+from codec_lab.registry.components import Registry
+from codec_lab.registry.compose import assemble_config, build_codec
 
 
 def _load(stop: mp.Event, rate: str) -> None:  # type: ignore[valid-type]

@@ -69,7 +69,7 @@ def root(
         help="CPU threads for torch (default: torch's choice, one per core). On a machine "
              "shared with another torch job, 1 avoids oversubscription: beside one, a training "
              "step measured 9.2 s with the default and 2.5 s with 1 on 2 cores "
-             "(bench/threads.py).")] = None,
+             "(python -m bench.threads).")] = None,
 ) -> None:
     """codec-lab: compose, train and compare learned image codecs from plugins."""
     _state.threads = threads

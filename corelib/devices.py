@@ -30,7 +30,7 @@ def set_threads(n: int) -> None:
 
     On a machine shared with another torch job, fewer threads than cores avoids
     oversubscription: measured on 2 cores beside another training job, a ``cpu``-preset
-    step took 9.2 s with torch's default threads and 2.5 s with one (``bench/threads.py``).
+    step took 9.2 s with torch's default threads and 2.5 s with one (``python -m bench.threads``).
     """
     if n < 1:
         raise ConfigError(f"--threads must be >= 1, got {n}")
