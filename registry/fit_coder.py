@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import copy
 import datetime as _dt
-import platform
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -18,7 +17,6 @@ from typing import Any
 import torch
 import yaml
 
-import codec_lab
 from codec_lab.corelib.codec import Codec
 from codec_lab.corelib.coder_fit import CoderFit, CoderFitter
 from codec_lab.corelib.config import TrainConfig, deep_merge, validate_sections
@@ -37,7 +35,7 @@ from codec_lab.corelib.runs import (
 )
 from codec_lab.registry.components import Registry
 from codec_lab.registry.compose import build_codec, resolve_model
-from codec_lab.registry.runs import prepare_run_dir
+from codec_lab.registry.runs import prepare_run_dir, run_info
 
 __all__ = ["RefitResult", "default_out", "refit_run"]
 
@@ -147,19 +145,15 @@ def refit_run(
     write_json(target / "metrics.json", ev.to_compressai(
         name, f"codec-lab {name}, coder refitted from {src_dir.name}, real files on {len(val)} "
         "validation image(s)"))  # fmt: skip
-    write_json(target / "run.json", {
-        "codec_lab": codec_lab.__version__,
-        "torch": torch.__version__,
-        "python": platform.python_version(),
-        "components": {k: {"name": n, "version": v} for k, (n, v) in codec.components().items()},
-        "weights_digest": codec.weights_digest(),
-        "refitted_from": str(src_dir),
-        "coder_fitting": fit.fitting,
-        "fit_images": fit.images,
-        "fit_steps": fit.steps,
-        "fit_seconds": round(fit.seconds, 2),
-        "train_images": len(images),
-    })  # fmt: skip
+    write_json(target / "run.json", run_info(
+        codec,
+        refitted_from=str(src_dir),
+        coder_fitting=fit.fitting,
+        fit_images=fit.images,
+        fit_steps=fit.steps,
+        fit_seconds=round(fit.seconds, 2),
+        train_images=len(images),
+    ))
     write_text(target / "report.md", _report(src_dir, cfg, codec, fit, ev))
     return RefitResult(target, codec, fit, ev, cfg)
 

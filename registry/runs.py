@@ -31,7 +31,7 @@ from codec_lab.corelib.training import Trainer, TrainResult
 from codec_lab.registry.components import Registry
 from codec_lab.registry.compose import build_codec
 
-__all__ = ["describe", "load_run", "prepare_run_dir", "train_run"]
+__all__ = ["describe", "load_run", "prepare_run_dir", "run_info", "train_run"]
 
 
 def load_run(path: str | Path, registry: Registry | None = None) -> Codec:
@@ -123,6 +123,18 @@ def _report(config: dict[str, Any], codec: Codec, result: TrainResult, ev: EvalR
     return "\n".join(lines) + "\n"
 
 
+def run_info(codec: Codec, **facts: Any) -> dict[str, Any]:
+    """``run.json``: the versions and components that made a run, its weights digest, ``facts``."""
+    return {
+        "codec_lab": codec_lab.__version__,
+        "torch": torch.__version__,
+        "python": platform.python_version(),
+        "components": {k: {"name": n, "version": v} for k, (n, v) in codec.components().items()},
+        "weights_digest": codec.weights_digest(),
+        **facts,
+    }
+
+
 def train_run(
     config: dict[str, Any],
     out: Path,
@@ -155,19 +167,16 @@ def train_run(
     write_json(out / "metrics.json", ev.to_compressai(
         name, f"codec-lab {name} ({config['preset']}), real files on {len(val_paths)} "
         f"validation image(s)"))  # fmt: skip
-    write_json(out / "run.json", {
-        "codec_lab": codec_lab.__version__,
-        "torch": torch.__version__,
-        "python": platform.python_version(),
-        "components": {k: {"name": n, "version": v} for k, (n, v) in codec.components().items()},
-        "weights_digest": codec.weights_digest(),
-        "steps": result.steps,
-        "epochs": result.epochs,
-        "train_seconds": round(result.seconds, 2),
-        "fit_seconds": round(result.fit_seconds, 2),
-        "fit_images": result.fit_images,
-        "train_images": len(train_paths),
-        "rate": codec.rate.extra_state_info(),
-    })  # fmt: skip
+    write_json(out / "run.json", run_info(
+        codec,
+        steps=result.steps,
+        epochs=result.epochs,
+        train_seconds=round(result.seconds, 2),
+        fit_seconds=round(result.fit_seconds, 2),
+        fit_images=result.fit_images,
+        fit_steps=result.fit_steps,
+        train_images=len(train_paths),
+        rate=codec.rate.extra_state_info(),
+    ))
     write_text(out / "report.md", _report(config, codec, result, ev))
     return codec, result, ev

@@ -102,8 +102,9 @@ def build(
     _, result, ev = train_run(cfg, out_dir, registry, BarProgress(), overwrite=force)
     m = ev.mean()
     out.print(f"\nRun folder: {out_dir}", highlight=False)
-    fit = (f" + coder fit on {result.fit_images} image(s), {result.fit_seconds:.0f} s"
-           if result.fit_images else "")
+    fit = (f" + coder fit on {result.fit_images} image(s), {result.fit_seconds:.0f} s" if result.fit_images
+           else f" + coder trained {result.fit_steps} steps, {result.fit_seconds:.0f} s" if result.fit_steps
+           else "")  # fmt: skip
     out.print(f"  {result.steps} steps, {result.seconds:.0f} s{fit}; validation: real bpp "
               f"{m.get('bpp', float('nan')):.4f} (estimated {m.get('est_bpp', float('nan')):.4f}), "
               f"PSNR {m.get('psnr', float('nan')):.2f} dB, MS-SSIM {m.get('ms-ssim', float('nan')):.4f}",
