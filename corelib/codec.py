@@ -17,6 +17,7 @@ import torch.nn.functional as F
 from compressai.models import CompressionModel
 
 from codec_lab.corelib.contracts import Decoder, Encoder, EntropyCoder, Quantizer, Rate, SetupContext
+from codec_lab.corelib.entropy_models import coding_only
 from codec_lab.corelib.errors import BitstreamError, CodecError, ConfigMismatchError
 from codec_lab.corelib.streams import Stream, StreamSpec
 
@@ -98,16 +99,21 @@ class Codec(CompressionModel):
         )  # fmt: skip
         encoder.setup(ctx)
         quantizer.setup(ctx)
-        self.specs: list[StreamSpec] = list(rate.setup(ctx))
-        if not self.specs or len({s.name for s in self.specs}) != len(self.specs):
+        specs = tuple(rate.setup(ctx))
+        if not specs or len({s.name for s in specs}) != len(specs):
             raise CodecError(f"rate {type(rate).name!r} must declare streams with unique names, "
-                             f"got {[s.name for s in self.specs]}")  # fmt: skip
-        rate.specs = tuple(self.specs)
-        ctx = replace(ctx, specs=rate.specs)
+                             f"got {[s.name for s in specs]}")  # fmt: skip
+        rate.specs = specs
+        ctx = replace(ctx, specs=specs)
         coder.setup(ctx)
         decoder.setup(ctx)
 
     # ------------------------------------------------------------------ description
+    @property
+    def specs(self) -> tuple[StreamSpec, ...]:
+        """The rate's streams in coding order, as its ``setup`` declared them."""
+        return self.rate.specs
+
     @property
     def parts(self) -> dict[str, Any]:
         """The components by kind, in data-path order."""
@@ -298,7 +304,8 @@ class Codec(CompressionModel):
 
     def streams(self, x: torch.Tensor) -> list[Stream]:
         """Hard (eval-mode) streams of a batch, as :meth:`compress` codes them."""
-        with self._inference():
+        # The streams are all a caller of this gets: no density evaluated for likelihoods.
+        with self._inference(), coding_only():
             feats = self.analysis(self.pad(x))
             out = self.rate(self._quantize(feats["y"]), feats, self.quantizer)
         return out.streams

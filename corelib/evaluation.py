@@ -19,10 +19,7 @@ from codec_lab.corelib.outputs import atomic_output, check_output
 from codec_lab.corelib.progress import NullProgress, Progress
 from codec_lab.corelib.results import Results, describe_codec
 
-__all__ = ["EvalResult", "Results", "evaluate", "kept_names"]
-
-EvalResult = Results
-"""The former name of :class:`~codec_lab.corelib.results.Results`, kept for existing callers."""
+__all__ = ["evaluate", "kept_names"]
 
 
 def kept_names(image: Path) -> tuple[str, str]:

@@ -8,15 +8,9 @@ import torch
 
 from codec_lab.corelib.codec import Codec
 from codec_lab.corelib.container import Header, pack, symbols_salt, unpack
-from codec_lab.corelib.entropy_models import coding_only
 from codec_lab.corelib.errors import BitstreamError
 
-__all__ = ["component_tags", "decode_bytes", "encode_image", "read_compressed"]
-
-
-def component_tags(codec: Codec) -> dict[str, str]:
-    """``kind -> name@version`` of a codec's components (a description; files store the digest)."""
-    return {k: f"{n}@{v}" for k, (n, v) in codec.components().items()}
+__all__ = ["decode_bytes", "encode_image", "read_compressed"]
 
 
 def encode_image(codec: Codec, x: torch.Tensor, digest: str | None = None) -> bytes:
@@ -29,8 +23,7 @@ def encode_image(codec: Codec, x: torch.Tensor, digest: str | None = None) -> by
         raise ValueError("encode_image takes one image shaped (1, 3, H, W)")
     image_size = (int(x.shape[-2]), int(x.shape[-1]))
     latent_size = codec.latent_size(*image_size)
-    with coding_only():  # the streams are all a file needs: no likelihoods, no rate loss
-        enc = codec.compress(x, crc_salt=symbols_salt(image_size, latent_size))
+    enc = codec.compress(x, crc_salt=symbols_salt(image_size, latent_size))
     if tuple(enc["shape"]) != latent_size:  # the decoder derives it from the image size
         raise ValueError(f"the codec coded a {tuple(enc['shape'])} latent; latent_size() says "
                          f"{latent_size}")  # fmt: skip

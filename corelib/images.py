@@ -14,7 +14,6 @@ from codec_lab.corelib.outputs import atomic_output
 __all__ = [
     "IMAGE_SUFFIXES",
     "SAMPLE_SPLITS",
-    "atomic_output",  # re-exported from codec_lab.corelib.outputs
     "image_pixels",
     "list_images",
     "load_image",

@@ -18,6 +18,8 @@ from codec_lab.corelib.errors import OutputError
 
 __all__ = ["atomic_output", "check_output", "default_file_mode"]
 
+_OVERWRITE_HINT = "pass --force to overwrite it, or choose another output path"
+
 
 def _umask() -> int:
     """The process umask, read without changing it where the OS allows."""
@@ -44,8 +46,7 @@ def _same_file(a: Path, b: Path) -> bool:
         return False
 
 
-def check_output(path: str | Path, overwrite: bool = False, inputs: Iterable[str | Path] = (),
-                 flag: str = "--force") -> Path:  # fmt: skip
+def check_output(path: str | Path, overwrite: bool = False, inputs: Iterable[str | Path] = ()) -> Path:
     """Refuse an output path before any work is done, with what to do instead.
 
     Args:
@@ -53,7 +54,6 @@ def check_output(path: str | Path, overwrite: bool = False, inputs: Iterable[str
         overwrite: whether the user allowed replacing an existing file.
         inputs: files the command reads; the output may never be one of them, even with
             ``overwrite`` (a user's photo is never replaced by its own lossy decode).
-        flag: the option that allows overwriting, named in the refusal.
 
     Returns:
         ``path`` as a ``Path``.
@@ -71,7 +71,7 @@ def check_output(path: str | Path, overwrite: bool = False, inputs: Iterable[str
                               "choose another output path (-o)")  # fmt: skip
     if target.exists() and not overwrite:
         raise OutputError(f"{target} already exists",
-                          f"pass {flag} to overwrite it, or choose another output path")  # fmt: skip
+                          _OVERWRITE_HINT)
     return target
 
 
@@ -83,12 +83,10 @@ def _publish(tmp: Path, target: Path, overwrite: bool) -> None:
     try:
         os.link(tmp, target)  # fails if the target appeared meanwhile: no race with a rename
     except FileExistsError as e:
-        raise OutputError(f"{target} already exists",
-                          "pass --force to overwrite it, or choose another output path") from e
+        raise OutputError(f"{target} already exists", _OVERWRITE_HINT) from e
     except OSError:  # file systems without hard links: check, then rename
         if target.exists():
-            raise OutputError(f"{target} already exists",
-                              "pass --force to overwrite it, or choose another output path") from None
+            raise OutputError(f"{target} already exists", _OVERWRITE_HINT) from None
         os.replace(tmp, target)
 
 

@@ -22,9 +22,10 @@ from codec_lab.corelib.coder_fit import CoderFit, CoderFitter
 from codec_lab.corelib.config import TrainConfig, deep_merge, validate_sections
 from codec_lab.corelib.data import training_images, validation_images
 from codec_lab.corelib.errors import ConfigError, OutputError, RunError
-from codec_lab.corelib.evaluation import EvalResult, evaluate
+from codec_lab.corelib.evaluation import evaluate
 from codec_lab.corelib.progress import Progress
 from codec_lab.corelib.render import markdown_table
+from codec_lab.corelib.results import Results
 from codec_lab.corelib.runs import (
     check_run_dir,
     load_weights,
@@ -47,7 +48,7 @@ class RefitResult:
     out: Path
     codec: Codec
     fit: CoderFit
-    evaluation: EvalResult
+    evaluation: Results
     config: dict[str, Any]
 
 
@@ -151,6 +152,7 @@ def refit_run(
         coder_fitting=fit.fitting,
         fit_images=fit.images,
         fit_steps=fit.steps,
+        fit_loss=fit.last_loss,
         fit_seconds=round(fit.seconds, 2),
         train_images=len(images),
     ))
@@ -158,7 +160,7 @@ def refit_run(
     return RefitResult(target, codec, fit, ev, cfg)
 
 
-def _report(src: Path, cfg: dict[str, Any], codec: Codec, fit: CoderFit, ev: EvalResult) -> str:
+def _report(src: Path, cfg: dict[str, Any], codec: Codec, fit: CoderFit, ev: Results) -> str:
     what = {"counted": f"counted on {fit.images} training image(s)",
             "trained": f"trained for {fit.steps} steps (log: coder_log.csv)",
             "none": "nothing to fit"}[fit.fitting]  # fmt: skip

@@ -15,9 +15,10 @@ from codec_lab.corelib.codec import Codec
 from codec_lab.corelib.config import TrainConfig
 from codec_lab.corelib.data import CropSampler, training_images, validation_images
 from codec_lab.corelib.errors import OutputError
-from codec_lab.corelib.evaluation import EvalResult, evaluate
+from codec_lab.corelib.evaluation import evaluate
 from codec_lab.corelib.progress import Progress
 from codec_lab.corelib.render import markdown_table
+from codec_lab.corelib.results import Results
 from codec_lab.corelib.runs import (
     RUN_FOLDER_FILES,
     check_run_dir,
@@ -95,7 +96,7 @@ def prepare_run_dir(out: Path, overwrite: bool = False) -> None:
                           "choose a writable --out") from e
 
 
-def _report(config: dict[str, Any], codec: Codec, result: TrainResult, ev: EvalResult) -> str:
+def _report(config: dict[str, Any], codec: Codec, result: TrainResult, ev: Results) -> str:
     info = describe(codec)
     lines = ["# codec-lab run", "", f"Created {_dt.datetime.now().isoformat(timespec='seconds')}, "
              f"preset `{config['preset']}`, {result.steps} steps in {result.epochs} epochs, "
@@ -141,7 +142,7 @@ def train_run(
     registry: Registry | None = None,
     progress: Progress | None = None,
     overwrite: bool = False,
-) -> tuple[Codec, TrainResult, EvalResult]:
+) -> tuple[Codec, TrainResult, Results]:
     """Build the codec ``config`` describes, train it, and write the run folder ``out``.
 
     ``overwrite`` replaces an earlier run in ``out`` (see :func:`prepare_run_dir`).

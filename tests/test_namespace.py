@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 import zipfile
@@ -81,12 +82,25 @@ def test_the_plugin_api_is_importable_from_its_public_paths() -> None:
 @pytest.mark.skipif(os.environ.get("CODEC_SKIP_WHEEL") == "1", reason="CODEC_SKIP_WHEEL=1")
 def test_the_wheel_holds_only_codec_lab(tmp_path: Path) -> None:
     """Build the wheel as pip would (no dependencies) and list what it installs."""
+    had_build = (ROOT / "build").exists()
+    try:
+        _build_wheel(tmp_path)
+    finally:  # setuptools builds in the source tree; leave it as it was
+        if not had_build:
+            shutil.rmtree(ROOT / "build", ignore_errors=True)
+    (wheel,) = tmp_path.glob("codec_lab-*.whl")
+    _check_wheel(wheel)
+
+
+def _build_wheel(tmp_path: Path) -> None:
     proc = subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "-q", "-w", str(tmp_path),
                            str(ROOT)], capture_output=True, text=True, timeout=600)  # fmt: skip
     if proc.returncode != 0 and "Could not find a version" in proc.stderr:
         pytest.skip("no package index to fetch the build backend from")
     assert proc.returncode == 0, proc.stderr[-2000:]
-    (wheel,) = tmp_path.glob("codec_lab-*.whl")
+
+
+def _check_wheel(wheel: Path) -> None:
     names = zipfile.ZipFile(wheel).namelist()
     tops = {n.split("/")[0] for n in names}
     assert tops == {"codec_lab", wheel.name.split("-")[0] + "-" + wheel.name.split("-")[1] + ".dist-info"}

@@ -41,7 +41,7 @@ def evaluate_cmd(
       codec eval --model runs/admm1 --data ../shared/data/kodak --json admm1.json
     """
     if json_out is not None:
-        check_output(json_out, force, flag="--force")
+        check_output(json_out, force)
     dev = resolve_device(device)
     images = list_images(data)
     codec = load_run(model)

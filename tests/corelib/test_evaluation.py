@@ -8,8 +8,9 @@ from pathlib import Path
 import pytest
 
 from codec_lab.corelib.codec import Codec
-from codec_lab.corelib.evaluation import EvalResult, evaluate
+from codec_lab.corelib.evaluation import evaluate
 from codec_lab.corelib.files import decode_bytes
+from codec_lab.corelib.results import Results
 from tests.helpers import write_image
 
 
@@ -36,12 +37,12 @@ def test_converted_images_leave_a_notice(trained_codec: Codec, tmp_path: Path) -
 
 
 def test_mean_skips_nan_and_sizes() -> None:
-    r = EvalResult(rows=[
+    r = Results(rows=[
         {"image": "a", "height": 10, "width": 10, "bpp": 1.0, "ms-ssim": float("nan")},
         {"image": "b", "height": 20, "width": 20, "bpp": 2.0, "ms-ssim": 0.5},
     ])  # fmt: skip
     assert r.mean() == {"bpp": 1.5, "ms-ssim": 0.5}
-    assert EvalResult().mean() == {}
+    assert Results().mean() == {}
 
 
 def test_compressai_schema(trained_codec: Codec, tmp_path: Path) -> None:

@@ -11,13 +11,13 @@ from PIL import Image
 
 from codec_lab.corelib.errors import DataError, ImageError, OutputError
 from codec_lab.corelib.images import (
-    atomic_output,
     list_images,
     load_image,
     sample_images,
     save_image,
     to_uint8,
 )
+from codec_lab.corelib.outputs import atomic_output
 from tests.helpers import image_array, write_image
 
 

@@ -66,7 +66,7 @@ def test_check_output_refuses_an_input_even_with_overwrite(tmp_path: Path) -> No
 def test_check_output_names_the_flag(tmp_path: Path) -> None:
     (tmp_path / "r.json").write_text("{}")
     with pytest.raises(OutputError) as e:
-        check_output(tmp_path / "r.json", flag="--force")
+        check_output(tmp_path / "r.json")
     assert "--force" in e.value.hint and str(tmp_path / "r.json") in e.value.message
 
 
