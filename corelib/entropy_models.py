@@ -44,8 +44,9 @@ def coding_only() -> Iterator[None]:
 
     For callers that keep only the coded streams of a pass and discard its likelihoods and
     rate loss (``Codec.streams``, which ``compress`` and the coder fit use; CompressAI's
-    ``compress`` does not evaluate the density either): :meth:`TrackedBottleneck.likelihood` returns ones there instead of running the
-    density network. Symbols never depend on likelihoods, so the bytes are unchanged.
+    ``compress`` does not evaluate the density either): :meth:`TrackedBottleneck.likelihood`
+    returns ones there instead of running the density network. Symbols never depend on
+    likelihoods, so the bytes are unchanged.
     """
     token = _CODING_ONLY.set(True)
     try:
