@@ -7,7 +7,8 @@ What it does follows the coder's ``fitting`` declaration:
   (``fit_begin``/``fit_observe``/``fit_end``);
 * ``trained``: the coder's parameters get their own Adam optimizer and minimize
   ``fit_loss`` on the hard streams of random training crops, with progress, a log
-  (``coder_log.csv``) and a checkpoint (``coder_checkpoint.pt``);
+  (``coder_log.csv``) and a checkpoint (``coder_checkpoint.pt``), between ``fit_begin``
+  and ``fit_end``;
 * ``none``: nothing happens.
 
 Its budget is bounded by the transform's: a counted fit observes at most the pixels training
@@ -176,6 +177,7 @@ class CoderFitter:
         steps = self.plan_steps()
         batch = cfg.coder_batch_size or cfg.batch_size
         log_every = max(1, min(50, steps // 10))
+        coder.fit_begin()
         self.progress.start(f"{self.label}training the {type(coder).name} coder (steps)", steps)
         t0 = time.perf_counter()
         total, count, last, done = 0.0, 0, None, 0
@@ -201,6 +203,7 @@ class CoderFitter:
                            "seconds": round(time.perf_counter() - t0, 2)})  # fmt: skip
                 self._checkpoint(step, opt)
                 total, count = 0.0, 0
+        coder.fit_end()
         self.progress.stop()
         return done, last
 

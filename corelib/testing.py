@@ -292,6 +292,7 @@ def _fit(coder: EntropyCoder, specs: Sequence[StreamSpec], gen: torch.Generator)
         params = [p for p in coder.parameters() if p.requires_grad]
         assert params, "a 'trained' coder must have parameters to train"
         opt = torch.optim.Adam(params, lr=1e-2)
+        coder.fit_begin()
         coder.train()
         for streams in batches * 3:
             loss = coder.fit_loss(streams)
@@ -299,6 +300,7 @@ def _fit(coder: EntropyCoder, specs: Sequence[StreamSpec], gen: torch.Generator)
             opt.zero_grad()
             loss.backward()
             opt.step()
+        coder.fit_end()
     else:
         assert coder.fitting == "none", f"fitting must be counted, trained or none, not {coder.fitting!r}"
 

@@ -49,7 +49,8 @@ class EntropyCoder(Component):
       for each training image's hard streams, then :meth:`fit_end` (static histograms);
     * ``"trained"``: the engine runs a stage with its own optimizer over the coder's
       parameters, minimizing :meth:`fit_loss` on hard streams of training crops
-      (``train.coder_*`` settings), with progress, log and checkpoint (context networks);
+      (``train.coder_*`` settings), with progress, log and checkpoint, between
+      :meth:`fit_begin` and :meth:`fit_end` (context networks);
     * ``"none"``: nothing to fit (a coder using the rate's density; an adaptive coder).
     """
 

@@ -19,6 +19,8 @@ SMALL_PARAMS: dict[tuple[str, str], dict[str, Any]] = {
     ("quantizer", "multilevel"): {"latent_channels": 4},
     ("rate", "admm"): {"cell": 32},
     ("rate", "importance"): {"levels": 4},
+    ("coder", "tcae"): {"width": 2, "map_width": 4, "res_blocks": 0, "kernel": 3},
+    ("coder", "inclined-tcae"): {"width": 2, "map_width": 4, "res_blocks": 1},
 }
 """Small constructor params for known components; unknown ones are built with defaults."""
 
