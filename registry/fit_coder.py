@@ -57,7 +57,7 @@ def default_out(run: Path, coder: str) -> Path:
     return run.with_name(f"{run.name}-{coder}")
 
 
-def _new_config(config: dict[str, Any], coder: str | None, data: Path | None,
+def _new_config(config: dict[str, Any], coder: str | None, data: Path | None, val: Path | None,
                 sets: dict[str, Any], registry: Registry) -> dict[str, Any]:  # fmt: skip
     cfg = copy.deepcopy(config)
     model = cfg["model"]
@@ -77,6 +77,8 @@ def _new_config(config: dict[str, Any], coder: str | None, data: Path | None,
     cfg["train"]["fit_coder"] = True
     if data is not None:
         cfg.setdefault("data", {})["train"] = str(data)
+    if val is not None:
+        cfg.setdefault("data", {})["val"] = str(val)
     cfg["model"] = resolve_model(model, registry)
     validate_sections({k: v for k, v in cfg.items() if k in ("train", "data")})
     return cfg
@@ -99,6 +101,7 @@ def refit_run(
     *,
     coder: str | None = None,
     data: Path | None = None,
+    val: Path | None = None,
     out: Path | None = None,
     sets: dict[str, Any] | None = None,
     registry: Registry | None = None,
@@ -112,6 +115,7 @@ def refit_run(
         run: the trained run folder (read only).
         coder: a coder to use instead of the run's (its defaults, then ``sets``).
         data: training images to fit on (default: the run's ``data.train``).
+        val: images to evaluate the new run on (default: the run's ``data.val``).
         out: the new run folder (default: ``RUN-CODER`` beside the run).
         sets: ``--set`` overrides, ``model.coder.*`` and ``train.*`` only.
         overwrite: replace an earlier run in ``out``.
@@ -119,7 +123,7 @@ def refit_run(
     registry = registry or Registry()
     src_dir = check_run_dir(run)
     config = read_config(src_dir)
-    cfg = _new_config(config, coder, data, dict(sets or {}), registry)
+    cfg = _new_config(config, coder, data, val, dict(sets or {}), registry)
     coder_name = cfg["model"]["coder"]["name"]
     target = Path(out) if out is not None else default_out(src_dir, coder_name)
     if target.resolve() == src_dir.resolve():

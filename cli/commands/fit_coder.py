@@ -23,6 +23,8 @@ def fit_coder(
         help="Coder to use instead of the run's (`codec plugins`); default: refit the run's own.")] = None,
     data: Annotated[Path | None, typer.Option(
         help="Training images to fit on (default: the run's training images).")] = None,
+    val: Annotated[Path | None, typer.Option(
+        help="Images to evaluate the new run on (default: the run's validation images).")] = None,
     out_dir: Annotated[Path | None, typer.Option(
         "--out", "-o", help="New run folder (default: RUN-CODER beside the run).")] = None,
     set_: Annotated[list[str] | None, typer.Option(
@@ -40,8 +42,9 @@ def fit_coder(
     Examples:
       codec fit-coder --model runs/admm1                        # refit the histogram
       codec fit-coder --model runs/admm1 --coder histogram --data ../shared/data/bsds500/train
+      codec fit-coder --model runs/imp1 --coder inclined-tcae --set train.coder_steps=2000
     """
-    result = refit_run(model, coder=coder, data=data, out=out_dir, sets=parse_sets(set_ or []),
+    result = refit_run(model, coder=coder, data=data, val=val, out=out_dir, sets=parse_sets(set_ or []),
                        progress=BarProgress(), overwrite=force, device=resolve_device(device))  # fmt: skip
     m = result.evaluation.mean()
     fit = result.fit

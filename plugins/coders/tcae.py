@@ -34,7 +34,7 @@ import torch.nn.functional as F
 
 from codec_lab import hookimpl
 from codec_lab.contracts import Component, Context, EntropyCoder, SetupContext, Stream, StreamSpec
-from codec_lab.errors import ConfigError
+from codec_lab.errors import BitstreamError, ConfigError
 from codec_lab.plugins.coders.common.categorical import (
     PRECISION,
     AnsReader,
@@ -274,7 +274,8 @@ class TcaeCoder(EntropyCoder):
                     assert reader is not None
                     s = torch.from_numpy(reader.read(probs))
                     if int(s.min()) < 0 or int(s.max()) >= k:
-                        raise ValueError(f"decoded symbol outside the alphabet of stream {spec.name!r}")
+                        raise BitstreamError(f"decoded symbol outside the alphabet of stream {spec.name!r}",
+                                                 "the file is damaged")
                     out[t[sent], hh[sent], ww[sent]] = s
                 vals = torch.zeros(t.shape)
                 vals[sent] = (s + 1).float() / k
