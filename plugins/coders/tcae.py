@@ -115,9 +115,10 @@ class TcaeCoder(EntropyCoder):
 
     def check_composition(self, parts: Mapping[str, Component]) -> str | None:
         if parts["quantizer"].alphabet_size is None:
-            return (f"{self.name} predicts a distribution over a finite alphabet: use a quantizer "
-                    "with one (stochastic, multilevel); with rate entropy, quantizer stochastic "
-                    "clips the symbols to ±bound")  # fmt: skip
+            return (f"{self.name} predicts a distribution over a finite alphabet, and quantizer "
+                    f"{type(parts['quantizer']).name!r} has none: build the run with --quantizer "
+                    "stochastic (it clips the symbols to ±bound, also under rate entropy) or "
+                    "multilevel")  # fmt: skip
         return None
 
     def setup(self, ctx: SetupContext) -> None:
