@@ -114,9 +114,11 @@ class TcaeCoder(EntropyCoder):
         self.context_of: dict[str, list[StreamSpec]] = {}
 
     def check_composition(self, parts: Mapping[str, Component]) -> str | None:
-        if parts["quantizer"].alphabet_size is None:
+        quantizer = parts["quantizer"]
+        if quantizer.alphabet_size is None:
+            named = getattr(type(quantizer), "name", type(quantizer).__name__)
             return (f"{self.name} predicts a distribution over a finite alphabet, and quantizer "
-                    f"{type(parts['quantizer']).name!r} has none: build the run with --quantizer "
+                    f"{named!r} has none: build the run with --quantizer "
                     "stochastic (it clips the symbols to ±bound, also under rate entropy) or "
                     "multilevel")  # fmt: skip
         return None
