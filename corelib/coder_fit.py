@@ -6,7 +6,8 @@ What it does follows the coder's ``fitting`` declaration:
 * ``counted``: the hard streams of whole training images are observed
   (``fit_begin``/``fit_observe``/``fit_end``);
 * ``trained``: the coder's parameters get their own Adam optimizer and minimize
-  ``fit_loss`` on the hard streams of random training crops, with progress, a log
+  ``fit_loss`` on the hard streams of random training crops (gradient norm clipped at
+  ``train.grad_clip``, as the transform's), with progress, a log
   (``coder_log.csv``) and a checkpoint (``coder_checkpoint.pt``), between ``fit_begin``
   and ``fit_end``;
 * ``none``: nothing happens.
@@ -191,6 +192,8 @@ class CoderFitter:
             loss = coder.fit_loss(streams)
             opt.zero_grad(set_to_none=True)
             loss.backward()
+            if cfg.grad_clip:  # a context network's loss can blow up in one step without it
+                torch.nn.utils.clip_grad_norm_(params, cfg.grad_clip)
             opt.step()
             coder.eval()
             done = step

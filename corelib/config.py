@@ -57,7 +57,8 @@ class TrainConfig:
         loss: distortion: ``mix`` (CAE-ADMM's 1000·(1−MS-SSIM) + 1000·(1−SSIM) + 1e4·MSE +
             (45 − PSNR)), ``mse`` (255²·MSE) or ``ms-ssim`` (1 − MS-SSIM).
         warmup_epochs: epochs trained on distortion only before the rate loss starts.
-        grad_clip: max gradient norm (null: no clipping).
+        grad_clip: max gradient norm, of the transform's and of a trained coder's steps
+            (null: no clipping).
         seed: seeds torch, numpy and the crops.
         device: ``auto`` (cuda if available), ``cpu`` or ``cuda``.
         fit_coder: fit the entropy coder on the training codes after training.
