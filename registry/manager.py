@@ -30,6 +30,7 @@ BUILTIN_PLUGINS: tuple[str, ...] = (
     "codec_lab.plugins.coders.histogram",
     "codec_lab.plugins.coders.factorized",
     "codec_lab.plugins.coders.tcae",
+    "codec_lab.plugins.coders.cabac",
 )
 """Modules of the built-in plugins, registered exactly as a third-party module would be."""
 
