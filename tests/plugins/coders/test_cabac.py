@@ -19,6 +19,7 @@ from codec_lab.corelib.streams import Stream, StreamSpec
 from codec_lab.corelib.testing import check_coder, setup_coder
 from codec_lab.plugins.coders.cabac import CabacCoder
 from codec_lab.plugins.coders.common import binary_coder as bc
+from codec_lab.plugins.coders.common import binary_reference as ref
 from codec_lab.plugins.coders.common.binarization import Binarization, ContextLayout, neighbour_classes
 from codec_lab.registry.compose import build_codec
 from tests.conftest import tiny_config
@@ -161,12 +162,12 @@ def test_compiled_engine_equals_the_reference(states: str, warmup: bool) -> None
         mask = rng.random(shape) < 0.8
         counts = rng.integers(0, 40, (layout.contexts, 2))
         for init in (adapt.initial(None, layout.contexts), adapt.initial(counts, layout.contexts)):
-            bins = bc.reference_bins(sym, mask, layout)
+            bins = ref.reference_bins(sym, mask, layout)
             assert len(bins) > 100
             ref_init = (init[0].tolist(), init[1].tolist())
             data = bc.encode(sym, mask, layout, adapt, init)
-            assert data == bc._reference_encode(bins, adapt, ref_init)
-            assert bc._reference_decode(data, [c for c, _ in bins], adapt, ref_init) == [b for _, b in bins]
+            assert data == ref.reference_encode(bins, adapt, ref_init)
+            assert ref.reference_decode(data, [c for c, _ in bins], adapt, ref_init) == [b for _, b in bins]
             # the kernel's bin counts are the reference's
             got = np.zeros((layout.contexts, 2), dtype=np.int64)
             bc.count_bins(sym, mask, layout, got)
@@ -212,7 +213,7 @@ def test_torch_contexts_equal_the_kernels() -> None:
         sym = rng.integers(0, 11, (3, 6, 7))
         mask = rng.random(sym.shape) < 0.7
         combos = layout.combo_ids(torch.from_numpy(sym)[None], torch.from_numpy(mask)[None])[0]
-        first = iter(bc.reference_bins(sym, mask, layout))
+        first = iter(ref.reference_bins(sym, mask, layout))
         for c, i, j in zip(*np.nonzero(mask), strict=True):
             ctx, _ = next(first)
             assert ctx == combos[c, i, j] * layout.binarization.nodes  # the root node is 0
