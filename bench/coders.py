@@ -1,16 +1,18 @@
-"""TCAE coders on real codes: bits against the network's cross-entropy and against
-``histogram``, and decode speed (inclined wavefront against the symbol-by-symbol reference).
+"""Entropy coders side by side on the same real codes: bits against ``histogram`` and against
+each coder's own model, and decode speed (inclined wavefront against symbol by symbol).
 
-    python -m bench.tcae --runs RUN-inclined-tcae RUN-tcae RUN-histogram [--images 24]
+    python -m bench.coders --runs RUN RUN-inclined-tcae RUN-tcae RUN-cabac [--images 24]
         [--crop-images 4] [--crop 256] [--md out.md]
 
 The runs must share one transform (``codec fit-coder --model RUN --coder …`` makes such
 runs): every coder codes the very same symbols. Measured, per coder:
 
-* bits: the real rANS payload of every stream (bytes × 8, no container header) on the Kodak
+* bits: the real payload of every stream (bytes × 8, no container header) on the Kodak
   images (``tcae`` only on ``--crop``² centre crops of the first ``--crop-images`` images:
-  it decodes symbol by symbol, minutes per full image), and the network's own cross-entropy
-  (float softmax, before the integer frequencies) for the learned coders;
+  it decodes symbol by symbol, minutes per full image); the network's own cross-entropy
+  (float softmax, before the integer frequencies) for the learned coders; for ``cabac`` the
+  empirical conditional entropy of its own contexts (a static two-pass model of each image's
+  bins, the reference an adaptive coder is measured against);
 * time: encode and decode of the first image's streams (``inclined-tcae``, bit-exactness
   checked), one full-tensor pass of the same networks for scale, and the decode time of
   ``tcae`` and ``inclined-tcae`` on one ``--crop``² crop (speed-up).
@@ -57,6 +59,24 @@ def _cross_entropy(codec: Codec, streams: list[Stream]) -> float:
     count = sum(int(s.full_mask().sum()) for s in batched)
     with torch.no_grad():
         return float(coder.fit_loss(batched)) * count  # type: ignore[attr-defined]
+
+
+def _static_bits(codec: Codec, streams: list[Stream]) -> float:
+    """``cabac``: each image's empirical conditional entropy of the bins in the coder's contexts."""
+    import numpy as np
+
+    from codec_lab.plugins.coders.common import binary_coder
+
+    total = 0.0
+    for s in streams:
+        layout = codec.coder.layouts[s.spec.name]  # type: ignore[attr-defined]
+        counts = np.zeros((layout.contexts, 2), dtype=np.int64)
+        binary_coder.count_bins(s.symbols.numpy(), s.full_mask().numpy(), layout, counts)
+        n = counts.sum(1, keepdims=True)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            p = np.where(counts > 0, counts / np.maximum(n, 1), 1.0)
+        total += float(-(counts * np.log2(p)).sum())
+    return total
 
 
 def _bits(codec: Codec, streams: list[Stream]) -> tuple[int, float]:
@@ -137,6 +157,8 @@ def main() -> None:
             totals[name][1] += est
             if codec.coder.fitting == "trained":
                 totals[name][2] += _cross_entropy(codec, streams)
+            elif name == "cabac":
+                totals[name][2] += _static_bits(codec, streams)
         if n < args.crop_images:
             xc = _crop(x, args.crop)
             cs = _streams(first, xc)
@@ -156,8 +178,9 @@ def main() -> None:
                      f"{ce / pixels:.4f}" if ce else "–",
                      f"{100 * (real - ce) / ce:+.2f} %" if ce else "–",
                      f"{100 * (real - hist) / hist:+.2f} %" if hist else "–"])  # fmt: skip
-    md = [print_table(f"Stream bits on {len(images)} Kodak image(s), bits per pixel",
-                      ["coder", "real bpp", "likelihood bpp", "network CE bpp", "real vs CE",
+    md = [print_table(f"Stream bits on {len(images)} Kodak image(s), bits per pixel (own model: the "
+                      "network's cross-entropy; for cabac the static two-pass entropy of its contexts)",
+                      ["coder", "real bpp", "likelihood bpp", "own model bpp", "real vs own model",
                        "vs histogram"], rows)]  # fmt: skip
     rows = []
     hist = crop_totals.get("histogram", [0])[0]
