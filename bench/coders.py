@@ -134,6 +134,7 @@ def main() -> None:
     ap.add_argument("--crop-images", type=int, default=4, help="images whose centre crop tcae codes")
     ap.add_argument("--crop", type=int, default=256, help="crop size for tcae and the speed-up")
     ap.add_argument("--md", type=Path, default=None, help="write the Markdown tables here")
+    ap.add_argument("--no-speed", action="store_true", help="bits only, no timing")
     args = ap.parse_args()
     codecs = {type(c.coder).name: c for c in (load_run(r) for r in args.runs)}
     first = next(iter(codecs.values()))
@@ -182,15 +183,21 @@ def main() -> None:
                       "network's cross-entropy; for cabac the static two-pass entropy of its contexts)",
                       ["coder", "real bpp", "likelihood bpp", "own model bpp", "real vs own model",
                        "vs histogram"], rows)]  # fmt: skip
-    rows = []
-    hist = crop_totals.get("histogram", [0])[0]
-    for name, (real, est) in crop_totals.items():
-        rows.append([name, f"{real / crop_pixels:.4f}", f"{est / crop_pixels:.4f}",
-                     f"{100 * (real - hist) / hist:+.2f} %" if hist else "–"])  # fmt: skip
-    md.append(print_table(f"Stream bits on {args.crop}² centre crops of {min(args.crop_images, len(images))} "
-                          "Kodak image(s), bits per pixel", ["coder", "real bpp", "likelihood bpp",
-                                                             "vs histogram"], rows))  # fmt: skip
+    if crop_pixels:
+        rows = []
+        hist = crop_totals.get("histogram", [0])[0]
+        for name, (real, est) in crop_totals.items():
+            rows.append([name, f"{real / crop_pixels:.4f}", f"{est / crop_pixels:.4f}",
+                         f"{100 * (real - hist) / hist:+.2f} %" if hist else "–"])  # fmt: skip
+        n_crops = min(args.crop_images, len(images))
+        md.append(print_table(f"Stream bits on {args.crop}² centre crops of {n_crops} Kodak image(s), "
+                              "bits per pixel", ["coder", "real bpp", "likelihood bpp",
+                                                                 "vs histogram"], rows))  # fmt: skip
 
+    if args.no_speed:
+        if args.md:
+            args.md.write_text(f"{machine()}\n\n" + "\n\n".join(md) + "\n")
+        return
     # ---- speed
     x = load_image(images[0])[0]
     rows = []
