@@ -62,7 +62,11 @@ def _new_config(config: dict[str, Any], coder: str | None, data: Path | None, va
     cfg = copy.deepcopy(config)
     model = cfg["model"]
     if coder is not None:
-        model["coder"] = {"name": coder}  # a swapped coder starts from its own defaults
+        # A swapped coder starts from its own defaults, sized by the run's preset (a `cpu`
+        # run gets the coder's `cpu` network), as `codec build --preset` would have.
+        preset = cfg.get("preset")
+        sized = registry.get("coder", coder).cls.presets.get(preset, {}) if isinstance(preset, str) else {}
+        model["coder"] = {"name": coder, **sized}
     over_model = sets.get("model") or {}
     for kind in over_model:
         if kind != "coder":

@@ -86,3 +86,17 @@ def test_an_unbounded_alphabet_is_refused_with_the_reason(tmp_path: Path, data_d
         err = assert_clean_failure(result, contains="finite alphabet")
         assert "--quantizer stochastic" in err
         assert not (tmp_path / coder).exists()
+
+
+def test_a_swapped_coder_is_sized_by_the_runs_preset(cli_run: Path, data_dirs, tmp_path: Path) -> None:
+    import yaml
+
+    from codec_lab.plugins.coders.tcae import PRESETS
+
+    assert yaml.safe_load((cli_run / "config.yaml").read_text())["preset"] == "quick"
+    out = tmp_path / "sized"
+    result = invoke("fit-coder", "--model", cli_run, "--coder", "inclined-tcae", "--out", out,
+                    "--val", data_dirs["val"], "--set", "train.coder_steps=1")  # fmt: skip
+    assert result.exit_code == 0, result.stderr
+    coder = yaml.safe_load((out / "config.yaml").read_text())["model"]["coder"]
+    assert {k: coder[k] for k in PRESETS["quick"]} == PRESETS["quick"]
