@@ -25,6 +25,7 @@ import torch
 from codec_lab import hookimpl
 from codec_lab.contracts import Context, EntropyCoder, SetupContext, Stream, StreamSpec
 from codec_lab.errors import BitstreamError, ConfigError
+from codec_lab.plugins.coders.common.categorical import quantize_pmf
 
 __all__ = ["HistogramCoder", "integer_frequencies"]
 
@@ -37,13 +38,9 @@ def integer_frequencies(counts: torch.Tensor, precision: int = PRECISION) -> tor
     ``counts`` are non-negative weights per symbol; half a count is added to every symbol
     (Krichevsky–Trofimov) so unseen symbols stay cheap but possible.
     """
-    total = 1 << precision
     k = counts.shape[-1]
     p = (counts.double() + 0.5) / (counts.double().sum(-1, keepdim=True) + 0.5 * k)
-    freq = 1 + torch.floor(p * (total - k)).to(torch.int64)
-    rest = total - freq.sum(-1)
-    top = freq.argmax(-1, keepdim=True)
-    return freq.scatter_add(-1, top, rest.unsqueeze(-1))
+    return quantize_pmf(p, precision)
 
 
 class HistogramCoder(EntropyCoder):

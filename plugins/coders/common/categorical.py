@@ -16,23 +16,25 @@ import torch
 
 from codec_lab.errors import BitstreamError
 
-__all__ = ["PRECISION", "AnsReader", "encode_symbols", "frequencies", "probabilities"]
+__all__ = ["PRECISION", "AnsReader", "encode_symbols", "frequencies", "probabilities", "quantize_pmf"]
 
 PRECISION = 20
 
 
-def frequencies(logits: torch.Tensor, precision: int = PRECISION) -> torch.Tensor:
-    """Integer frequencies (…, K), int64, each ≥ 1, summing to ``2**precision``.
-
-    Float64 softmax, then ``1 + floor(p · (2^P − K))``; the remainder goes to the most
-    frequent symbol (the first on ties), so the result depends only on the logits' bits.
-    """
+def quantize_pmf(p: torch.Tensor, precision: int = PRECISION) -> torch.Tensor:
+    """Integer frequencies (…, K), int64, each ≥ 1, summing to ``2**precision``, from float64
+    probabilities ``p``: ``1 + floor(p · (2^P − K))``, the remainder to the most frequent
+    symbol (the first on ties), so the result depends only on ``p``'s bits."""
     total = 1 << precision
-    k = logits.shape[-1]
-    p = torch.softmax(logits.double(), dim=-1)
+    k = p.shape[-1]
     freq = 1 + torch.floor(p * (total - k)).to(torch.int64)
     rest = total - freq.sum(-1, keepdim=True)
     return freq.scatter_add(-1, freq.argmax(-1, keepdim=True), rest)
+
+
+def frequencies(logits: torch.Tensor, precision: int = PRECISION) -> torch.Tensor:
+    """:func:`quantize_pmf` of the float64 softmax of ``logits`` (…, K)."""
+    return quantize_pmf(torch.softmax(logits.double(), dim=-1), precision)
 
 
 def probabilities(freq: torch.Tensor, precision: int = PRECISION) -> np.ndarray:

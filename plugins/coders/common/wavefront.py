@@ -107,6 +107,7 @@ class Wavefront:
         self.hp, self.dp = height + 2 * r, height + width - 1 + 4 * r
         self.input = torch.zeros(self.hp, self.dp, self.blocks)
         self.hidden = [torch.zeros(self.hp, self.dp, layer.cout) for layer in self.layers[:-1]]
+        self._valid: tuple[Step, torch.Tensor] | None = None
         self.condition: torch.Tensor | None = None
         if net.condition is not None and condition is not None:
             with torch.no_grad():
@@ -138,11 +139,16 @@ class Wavefront:
         return buf.as_strided((n, step.rows, k * c), (c, self.dp * c, 1), base)
 
     def valid(self, step: Step) -> torch.Tensor:
-        """(T_a, rows) bool: which of the step's cells lie in the image."""
+        """(T_a, rows) bool: which of the step's cells lie in the image (kept for the step
+        being worked on: logits, positions and write all ask for it)."""
+        if self._valid is not None and self._valid[0] == step:
+            return self._valid[1]
         n = step.t_hi - step.t_lo + 1
         d = step.d_first + torch.arange(n).view(-1, 1)
         w = d - (step.h_lo + torch.arange(step.rows).view(1, -1))
-        return (w >= 0) & (w < self.w)
+        v = (w >= 0) & (w < self.w)
+        self._valid = (step, v)
+        return v
 
     def positions(self, step: Step) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """(t, h, w) of the step's valid cells, in the order :meth:`logits` returns them."""
