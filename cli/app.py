@@ -20,6 +20,7 @@ from codec_lab.cli._output import handle_errors, out  # noqa: E402
 from codec_lab.cli._typer import Command, Group  # noqa: E402
 from codec_lab.cli.commands import (  # noqa: E402
     build,
+    compare,
     compress,
     compressai_cmd,
     decompress,
@@ -81,6 +82,7 @@ def root(
 
 for _name, _fn, _extra in (
     ("build", build.build, {}),
+    ("compare", compare.compare, {}),
     ("compress", compress.compress, {}),
     ("decompress", decompress.decompress, {}),
     ("eval", evaluate.evaluate_cmd, {}),

@@ -13,12 +13,13 @@ from pathlib import Path
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
+from codec_lab.corelib.comparison import msssim_db
 from codec_lab.corelib.outputs import atomic_output
 from codec_lab.corelib.results import Results
 
 __all__ = ["METRIC_LABELS", "Series", "plot_rd"]
 
-METRIC_LABELS = {"psnr": "PSNR (dB)", "ms-ssim": "MS-SSIM", "ssim": "SSIM"}
+METRIC_LABELS = {"psnr": "PSNR (dB)", "ms-ssim": "MS-SSIM", "ms-ssim-db": "MS-SSIM (dB)", "ssim": "SSIM"}
 """Row key → axis label of the metrics a plot can show."""
 
 
@@ -31,11 +32,22 @@ class Series:
         points: its RD points (plotted at their means, sorted by bpp).
         annotate: mark each point and write its codec name beside it (separately trained
             models); otherwise a plain curve (a quality sweep).
+        dashed: draw a dashed line without markers (published numbers, not measured here).
+        marker: matplotlib marker of a plain curve's points.
     """
 
     label: str
     points: Sequence[Results]
     annotate: bool = False
+    dashed: bool = False
+    marker: str = "."
+
+
+def _value(mean: dict[str, float], metric: str) -> float | None:
+    """A metric of a point's means; ``ms-ssim-db`` is the dB of the mean MS-SSIM."""
+    if metric == "ms-ssim-db":
+        return msssim_db(mean["ms-ssim"]) if "ms-ssim" in mean else None
+    return mean.get(metric)
 
 
 def plot_rd(
@@ -55,7 +67,8 @@ def plot_rd(
         path: the PNG file.
         title: figure title.
         metrics: one panel per metric (keys of :data:`METRIC_LABELS`).
-        max_bpp: right end of the bpp axis (default: matplotlib's choice).
+        max_bpp: right end of the bpp axis (default: matplotlib's choice); points beyond it
+            do not stretch the quality axis.
         overwrite: replace an existing file (otherwise it is refused).
         dpi: resolution.
     """
@@ -65,14 +78,20 @@ def plot_rd(
     for ax, metric in zip(axes, metrics, strict=True):
         for s in series:
             pts = sorted(((p.mean(), p.codec.name) for p in s.points), key=lambda t: t[0].get("bpp", 0.0))
-            pts = [(m["bpp"], m[metric], name) for m, name in pts if "bpp" in m and metric in m]
+            pts = [(m["bpp"], v, name) for m, name in pts
+                   if "bpp" in m and (v := _value(m, metric)) is not None]  # fmt: skip
+            if max_bpp is not None:  # one point past the edge keeps the line running off it
+                inside = sum(1 for b, _, _ in pts if b <= max_bpp)
+                pts = pts[: inside + 1]
             xs, ys = [b for b, _, _ in pts], [v for _, v, _ in pts]
-            if s.annotate:
+            if s.dashed:
+                ax.plot(xs, ys, "--", linewidth=1.2, label=s.label)
+            elif s.annotate:
                 ax.plot(xs, ys, "o--", markersize=8, label=s.label)
                 for b, v, name in pts:
                     ax.annotate(name, (b, v), fontsize=6, xytext=(4, -9), textcoords="offset points")
             else:
-                ax.plot(xs, ys, "-", marker=".", label=s.label)
+                ax.plot(xs, ys, "-", marker=s.marker, markersize=4 if s.marker == "." else 5, label=s.label)
         if max_bpp is not None:
             ax.set_xlim(0, max_bpp)
         ax.set_xlabel("bpp (real files)")

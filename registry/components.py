@@ -1,4 +1,8 @@
-"""Per-kind component lookup: normalised names, no duplicates, "did you mean" for typos."""
+"""Per-kind component lookup: normalised names, no duplicates, "did you mean" for typos.
+
+Baselines (classical codecs) register the same way, through their own hook, and have their
+own lookup: they are no part of a composed codec, so they are not among ``KINDS``.
+"""
 
 from __future__ import annotations
 
@@ -8,8 +12,17 @@ from collections.abc import Mapping
 
 import pluggy
 
+from codec_lab.corelib.classical import ensure_available
 from codec_lab.corelib.config import PRESETS, TrainConfig
-from codec_lab.corelib.contracts import KINDS, NAME_PATTERN, Component, ComponentInfo
+from codec_lab.corelib.contracts import (
+    KINDS,
+    NAME_PATTERN,
+    Baseline,
+    BaselineInfo,
+    Component,
+    ComponentInfo,
+    ReportColumn,
+)
 from codec_lab.corelib.errors import (
     DuplicateComponentError,
     PluginLoadError,
@@ -21,7 +34,7 @@ from codec_lab.registry.manager import make_plugin_manager, plugin_source
 
 TRAIN_KEYS = tuple(f.name for f in dataclasses.fields(TrainConfig))
 
-__all__ = ["HOOKS", "Registry", "normalize"]
+__all__ = ["BASELINE_HOOK", "HOOKS", "Registry", "normalize"]
 
 HOOKS: dict[str, str] = {
     "encoder": "codec_register_encoders",
@@ -31,6 +44,9 @@ HOOKS: dict[str, str] = {
     "coder": "codec_register_coders",
 }
 """The registration hook of each kind."""
+
+BASELINE_HOOK = "codec_register_baselines"
+"""The registration hook of baselines (classical codecs), kind ``baseline``."""
 
 
 def normalize(name: str) -> str:
@@ -62,8 +78,29 @@ def _check_presets(kind: str, cls: type[Component], plugin: str) -> None:
                 )
 
 
+def _check_baseline(cls: type[Baseline], plugin: str) -> None:
+    """A baseline declares its setting column, a range and a sweep within it, and a suffix."""
+    where = f"plugin {plugin!r}: baseline {cls.name!r}"
+    if not isinstance(cls.setting, ReportColumn):
+        raise PluginLoadError(f"{where}: `setting` must be a ReportColumn, got {cls.setting!r}",
+                              'e.g. ReportColumn("quality", "quality", ".0f", "the encoder\'s quality")')
+    try:
+        low, high, sweep = float(cls.low), float(cls.high), tuple(float(s) for s in cls.sweep)
+    except (TypeError, ValueError):
+        raise PluginLoadError(f"{where}: `low`, `high` must be numbers and `sweep` a tuple of numbers") \
+            from None
+    if not low < high:
+        raise PluginLoadError(f"{where}: needs `low` < `high`, got {cls.low!r} and {cls.high!r}")
+    if not sweep or not all(low <= s <= high for s in sweep):
+        raise PluginLoadError(f"{where}: `sweep` must hold settings within [{cls.low}, {cls.high}], "
+                              f"got {cls.sweep!r}")
+    if not (isinstance(cls.suffix, str) and cls.suffix.startswith(".") and len(cls.suffix) > 1):
+        raise PluginLoadError(f"{where}: `suffix` must be a file suffix with its dot, got {cls.suffix!r}",
+                              "e.g. '.jpg'")
+
+
 class Registry:
-    """Every registered component, by kind and name.
+    """Every registered component, by kind and name, and every baseline, by name.
 
     Args:
         pm: a plugin manager (default: a fresh one from :func:`make_plugin_manager`).
@@ -72,14 +109,16 @@ class Registry:
     def __init__(self, pm: pluggy.PluginManager | None = None) -> None:
         self.pm = pm or make_plugin_manager()
         self._by_kind: dict[str, dict[str, ComponentInfo]] = {k: {} for k in KINDS}
-        for kind, hook_name in HOOKS.items():
+        self._baselines: dict[str, BaselineInfo] = {}
+        for kind, hook_name in [*HOOKS.items(), ("baseline", BASELINE_HOOK)]:
             for impl in getattr(self.pm.hook, hook_name).get_hookimpls():
                 source = plugin_source(self.pm, impl.plugin_name)
                 for cls in impl.function() or []:
                     self._add(kind, cls, impl.plugin_name, source)
 
     def _add(self, kind: str, cls: type, plugin: str, source: str) -> None:
-        base = KINDS[kind]
+        base = Baseline if kind == "baseline" else KINDS[kind]
+        table = self._baselines if kind == "baseline" else self._by_kind[kind]
         if not (isinstance(cls, type) and issubclass(cls, base)):
             raise PluginLoadError(
                 f"plugin {plugin!r} registered {cls!r} as a {kind}, but it does not subclass "
@@ -91,16 +130,21 @@ class Registry:
                 f"plugin {plugin!r}: {kind} {cls.__name__} needs a lowercase kebab-case `name` "
                 f"(letters, digits and single hyphens, e.g. 'inclined-tcae'), got {cls.name!r}"
             )
-        if name in self._by_kind[kind]:
-            other = self._by_kind[kind][name]
+        if name in table:
+            other = table[name]
             raise DuplicateComponentError(
                 f"{kind} {name!r} is registered twice: by {other.source} ({other.cls.__module__}) "
                 f"and by {source} ({cls.__module__})",
                 "uninstall one of the two plugins, or rename one component",
             )
-        _check_presets(kind, cls, plugin)
         summary = cls.summary or next(iter((cls.__doc__ or "").strip().splitlines()), "")
-        self._by_kind[kind][name] = ComponentInfo(
+        if kind == "baseline":
+            _check_baseline(cls, plugin)
+            table[name] = BaselineInfo(kind=kind, name=name, summary=summary, version=cls.version,
+                                       source=source, cls=cls)  # fmt: skip
+            return
+        _check_presets(kind, cls, plugin)
+        table[name] = ComponentInfo(
             kind=kind,
             name=name,
             summary=summary,
@@ -129,3 +173,47 @@ class Registry:
     def infos(self) -> list[ComponentInfo]:
         """Every component, grouped by kind in data-path order, then by name."""
         return [self._by_kind[k][n] for k in KINDS for n in sorted(self._by_kind[k])]
+
+    def baseline_names(self, pattern: str = "*") -> list[str]:
+        """Registered baseline names matching the fnmatch ``pattern``, sorted (available or not)."""
+        return sorted(n for n in self._baselines if fnmatch.fnmatch(n, pattern))
+
+    def baseline_info(self, name: str | type[Baseline]) -> BaselineInfo:
+        """The registration of baseline ``name``, available or not; a class is looked up by its
+        ``name``."""
+        key = normalize(name if isinstance(name, str) else name.name)
+        try:
+            return self._baselines[key]
+        except KeyError:
+            raise UnknownComponentError(
+                f"unknown baseline {name!r}",
+                f"{did_you_mean(key, self._baselines)}; run `codec plugins` to list them",
+            ) from None
+
+    def baseline(self, name: str | type[Baseline]) -> Baseline:
+        """A ready baseline ``name`` (a new instance); refused with its reason (a ``ConfigError``)
+        when its library is missing here."""
+        info = self.baseline_info(name)
+        try:
+            baseline = info.cls()
+        except Exception as e:  # a broken plugin must not look like a bug of ours
+            raise PluginLoadError(
+                f"baseline {info.name!r} ({info.source}, {info.cls.__module__}) cannot be constructed: "
+                f"{type(e).__name__}: {e}",
+                "fix or uninstall that plugin",
+            ) from e
+        ensure_available(baseline)
+        return baseline
+
+    def baseline_unavailable(self, name: str | type[Baseline]) -> str | None:
+        """Why baseline ``name`` cannot be used here (its ``unavailable()``), or None when it can;
+        a baseline that fails to say is unavailable with that failure."""
+        info = self.baseline_info(name)
+        try:
+            return info.cls().unavailable()
+        except Exception as e:  # a broken third-party baseline must not break listing
+            return f"{info.cls.__module__}.{info.cls.__name__} failed: {type(e).__name__}: {e}"
+
+    def baseline_infos(self) -> list[BaselineInfo]:
+        """Every baseline, available or not, by name (``kind`` is ``"baseline"``)."""
+        return [self._baselines[n] for n in sorted(self._baselines)]

@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING
 import pluggy
 
 if TYPE_CHECKING:
-    from codec_lab.corelib.contracts import Decoder, Encoder, EntropyCoder, Quantizer, Rate
+    from codec_lab.corelib.contracts import Baseline, Decoder, Encoder, EntropyCoder, Quantizer, Rate
 
 from codec_lab import PROJECT, hookimpl  # noqa: F401  (re-exported: the marker plugins use)
 
@@ -85,5 +85,27 @@ def codec_register_coders() -> list[type[EntropyCoder]]:
 
     Returns: a list of classes (may be empty).
     All implementations are called; the lists are concatenated.
+    Since: 0.1
+    """
+
+
+# ---------------------------------------------------------------- baselines (classical codecs)
+
+
+@hookspec
+def codec_register_baselines() -> list[type[Baseline]]:
+    """Return baseline classes (subclasses of ``codec_lab.contracts.Baseline``) to register.
+
+    A baseline is a classical codec (JPEG, WebP, …) measured beside ours with real files:
+    ``encode`` returns a file's bytes, bpp is measured from them, and quality on ``decode``
+    of the file read back. Each class needs ``name`` (kebab-case, unique among baselines),
+    ``summary``, ``version``, its ``setting`` column with ``sweep``, ``low`` and ``high``, and
+    ``suffix``; it is constructed without arguments. A baseline whose library is missing
+    still registers: its ``unavailable()`` reason is shown by ``codec plugins`` and given when
+    it is asked for.
+
+    Returns: a list of classes (may be empty).
+    All implementations are called; the lists are concatenated. A name registered twice
+    is a startup error naming both plugins.
     Since: 0.1
     """

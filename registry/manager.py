@@ -31,6 +31,7 @@ BUILTIN_PLUGINS: tuple[str, ...] = (
     "codec_lab.plugins.coders.factorized",
     "codec_lab.plugins.coders.tcae",
     "codec_lab.plugins.coders.cabac",
+    "codec_lab.plugins.baselines.pillow",
 )
 """Modules of the built-in plugins, registered exactly as a third-party module would be."""
 

@@ -1,4 +1,4 @@
-"""One abstract contract per plugin kind. Subclass these to write a component."""
+"""One abstract contract per plugin kind. Subclass these to write a component or a baseline."""
 
 from codec_lab.corelib.contracts.base import (
     NAME_PATTERN,
@@ -7,6 +7,7 @@ from codec_lab.corelib.contracts.base import (
     ReportColumn,
     SetupContext,
 )
+from codec_lab.corelib.contracts.baseline import Baseline, BaselineInfo
 from codec_lab.corelib.contracts.coder import Context, EntropyCoder, Fitting
 from codec_lab.corelib.contracts.decoder import Decoder
 from codec_lab.corelib.contracts.encoder import Encoder
@@ -20,11 +21,15 @@ KINDS: dict[str, type[Component]] = {
     "rate": Rate,
     "coder": EntropyCoder,
 }
-"""Plugin kinds by the config key that selects them, in data-path order."""
+"""Plugin kinds by the config key that selects them, in data-path order: the parts a codec is
+composed of. Baselines (classical codecs, :class:`Baseline`) are registered too, but are no
+part of a codec and have their own lookup (``Registry.baseline``)."""
 
 __all__ = [
     "KINDS",
     "NAME_PATTERN",
+    "Baseline",
+    "BaselineInfo",
     "Component",
     "ComponentInfo",
     "Context",

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import abc
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
@@ -79,7 +79,14 @@ class Rate(Component):
     report_columns: ClassVar[tuple[ReportColumn, ...]] = ()
     """Scalars of :attr:`RateOutput.info` that every table shows (training log, ``codec eval``,
     run report, benchmarks) — e.g. the fraction of code positions sent. Tables know them only
-    through this declaration."""
+    through this declaration; ``codec compare`` reports each with a 95 % confidence interval
+    over the images."""
+
+    sweep: ClassVar[Mapping[str, Sequence[Any]]] = {}
+    """The rate knob(s) ``codec compare`` sweeps to draw this strategy's RD curve: this
+    rate's config key → the values of a small default sweep (3–4 points),
+    e.g. ``{"keep": (0.05, 0.1, 0.2, 0.4)}``. Several keys are swept as their product. Empty:
+    the user must give ``--sweep NAME:KEY=V1,V2,…``."""
 
     @abc.abstractmethod
     def setup(self, ctx: SetupContext) -> list[StreamSpec]:  # type: ignore[override]

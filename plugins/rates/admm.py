@@ -71,7 +71,14 @@ class ADMMRate(Rate):
         "cpu": {"every": 8, "keep": 0.2, "finetune": 0.2},
         "paper": {"every": 20, "keep": 0.1, "finetune": 0.1},
     }
-    report_columns = (ReportColumn("kept", "kept", ".3f", "fraction of latent positions sent"),)
+    report_columns = (
+        ReportColumn("kept", "kept", ".3f", "fraction of latent positions sent"),
+        ReportColumn("zeros_before", "zeros before", ".3f",
+                     "fraction of zero code elements before pruning (the quantized latent)"),
+        ReportColumn("zeros", "zeros after", ".3f", "fraction of zero code elements after pruning"),
+    )
+    # codec compare: from a few kept channels to about half (the paper keeps 10 %).
+    sweep = {"keep": (0.05, 0.1, 0.2, 0.4)}
     default_components = {"encoder": "cae", "quantizer": "stochastic", "coder": "histogram",
                           "decoder": "cae"}  # fmt: skip
 
@@ -158,7 +165,8 @@ class ADMMRate(Rate):
             rate_loss = self.rho / 2 * (y_tilde - target).pow(2).flatten(1).sum(1).mean()
         stream = Stream(self.spec("y"), quantizer.to_symbols(y_hat), None if mask is None else mask[None])
         kept = 1.0 if mask is None else float(mask.float().mean())
-        info = {"kept": kept, "zeros": float((y_hat.detach() == 0).float().mean())}
+        info = {"kept": kept, "zeros_before": float((y_tilde.detach() == 0).float().mean()),
+                "zeros": float((y_hat.detach() == 0).float().mean())}
         return RateOutput(y_hat=y_hat, rate_loss=rate_loss, streams=[stream], info=info)
 
     def decode_mask(

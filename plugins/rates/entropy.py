@@ -50,6 +50,9 @@ class EntropyRate(Rate):
     }
     default_components = {"encoder": "gdn", "quantizer": "noise", "coder": "factorized",
                           "decoder": "gdn"}  # fmt: skip
+    # codec compare: weight = 1/λ of CompressAI's quality levels 4..1 (λ 0.013 … 0.0018),
+    # from large files to small; compare sorts points by their measured bpp.
+    sweep = {"weight": (75.0, 150.0, 300.0, 600.0)}
 
     def __init__(self, weight: float = 150.0, tail_mass: float = 1e-9, init_scale: float = 10.0) -> None:
         super().__init__()

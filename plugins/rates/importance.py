@@ -108,6 +108,8 @@ class ImportanceRate(Rate):
     # on BSDS500 crops, against 16.9 dB at 1e-3; the papers train with Adam 1e-4 (A21).
     train_presets = {"quick": {"lr": 1e-3}, "cpu": {"lr": 1e-3}, "paper": {"lr": 1e-4}}
     report_columns = (ReportColumn("kept", "kept", ".3f", "fraction of code positions sent"),)
+    # codec compare: r, the fraction of the code kept, from small files to large.
+    sweep = {"threshold": (0.2, 0.35, 0.5, 0.7)}
     default_components = {"encoder": "content-weighted", "quantizer": "multilevel", "coder": "histogram",
                           "decoder": "content-weighted"}  # fmt: skip
 

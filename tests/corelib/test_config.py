@@ -169,7 +169,7 @@ def test_presets_load_and_validate(name: str) -> None:
     preset = load_preset(name)
     train, _ = validate_sections({"train": preset["train"]})
     assert train.epochs >= 1
-    assert set(preset) <= {"train", "components", "rates"}
+    assert set(preset) <= {"train", "components", "rates", "timing"}
     for rate, section in (preset.get("rates") or {}).items():
         assert set(section) <= {"train"}, rate
         validate_sections({"train": {**preset["train"], **section["train"]}})

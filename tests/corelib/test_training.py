@@ -46,7 +46,8 @@ def test_run_writes_log_and_checkpoint(registry, data_dirs, tmp_path: Path) -> N
     assert not codec.training and codec.coder.fitted
     with (tmp_path / "train_log.csv").open() as f:
         rows = list(csv.DictReader(f))
-    assert list(rows[0]) == [*LOG_FIELDS, "kept"]  # the admm rate's declared report column
+    # the admm rate's declared report columns
+    assert list(rows[0]) == [*LOG_FIELDS, "kept", "zeros_before", "zeros"]
     assert [int(r["epoch"]) for r in rows] == [1, 2] and [int(r["step"]) for r in rows] == [2, 4]
     assert all(float(r["loss"]) > 0 for r in rows)
     ckpt = torch_load_checkpoint(tmp_path / "checkpoint.pt")

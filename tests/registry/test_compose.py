@@ -284,7 +284,7 @@ def test_corelib_presets_hold_only_the_training_recipe() -> None:
     from codec_lab.corelib.config import PRESETS, load_preset
 
     for name in PRESETS:
-        assert set(load_preset(name)) == {"train"}, name
+        assert set(load_preset(name)) == {"train", "timing"}, name
 
 
 @pytest.mark.parametrize(("attrs", "words"), [

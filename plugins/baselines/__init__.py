@@ -1,0 +1,1 @@
+"""Built-in baselines: classical codecs measured beside ours with real files."""
