@@ -101,7 +101,10 @@ def _curve(name: str, points: Sequence[tuple[float, float]], min_points: int) ->
     if (np.diff(arr[:, 1]) == 0).any():
         return f"{name}: two points have the same quality"
     if (np.diff(arr[:, 1]) < 0).any():
-        return f"{name}: quality is not increasing with rate"
+        i = int(np.argmax(np.diff(arr[:, 1]) < 0))  # name the first offending pair: it can be checked
+        (b0, q0), (b1, q1) = arr[i], arr[i + 1]
+        return (f"{name}: quality is not increasing with rate ({q1:.4g} at {b1:.3g} bpp < {q0:.4g} at "
+                f"{b0:.3g} bpp)")
     arr[:, 0] = np.log10(arr[:, 0])
     return arr
 

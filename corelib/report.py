@@ -101,9 +101,10 @@ def _bd_table(curves: Sequence[Curve], anchor: Curve, method: Method) -> Block:
     return Block("table", headers=headers, rows=rows)
 
 
-def _points_table(curves: Sequence[Curve]) -> Block:
+def _points_table(curves: Sequence[Curve], learned: bool = True) -> Block:
     headers = ["curve", "setting", "bpp (file)", "est. bpp", "est./real", "PSNR", "MS-SSIM", "MS-SSIM dB",
                "enc s", "dec s", "train s"]  # fmt: skip
+    keep = range(len(headers)) if learned else [0, 1, 2, 5, 6, 7, 8, 9]
     rows = []
     for c in curves:
         for p in c.sorted_points():
@@ -114,7 +115,7 @@ def _points_table(curves: Sequence[Curve]) -> Block:
                          _fmt(m.get("psnr"), ".2f"), _fmt(m.get("ms-ssim"), ".4f"),
                          _fmt(m.get("ms-ssim-db"), ".2f"), _fmt(m.get("enc_s"), ".3f"),
                          _fmt(m.get("dec_s"), ".3f"), _fmt(p.train_s, ".0f")])  # fmt: skip
-    return Block("table", headers=headers, rows=rows)
+    return Block("table", headers=[headers[i] for i in keep], rows=[[r[i] for i in keep] for r in rows])
 
 
 def _published_table(curves: Sequence[Curve]) -> Block:
@@ -223,11 +224,19 @@ def report_blocks(
         blocks.append(Block("p", "Published curves whose bpp is an entropy estimate rather than a "
                             "file size flatter themselves by the container and coding overhead; "
                             "read their BD numbers as indicative."))  # fmt: skip
-    blocks += [Block("h2", "Every point"),
-               Block("p", "bpp (file): real files; est. bpp: the model's likelihood estimate (no "
-                     "file), with its gap to the real bits; times are per image on this machine's "
-                     "CPU; train s: training and coder fitting of that point."),  # fmt: skip
-               _points_table(measured)]
+    learned = [c for c in measured if c.kind == "learned"]
+    classical = [c for c in measured if c.kind == "baseline"]
+    if learned:
+        blocks += [Block("h2", "Every learned point"),
+                   Block("p", "bpp (file): real files; est. bpp: the model's likelihood estimate (no "
+                         "file), with its gap to the real bits; times are per image on this machine's "
+                         "CPU; train s: training and coder fitting of that point."),  # fmt: skip
+                   _points_table(learned)]
+    if classical:
+        blocks += [Block("h2", "Every classical point"),
+                   Block("p", "Each codec at each setting of its sweep (quality, or JPEG 2000's "
+                         "compression ratio), real files."),  # fmt: skip
+                   _points_table(classical, learned=False)]
     declared = _declared_table([c for c in measured if c.kind == "learned"], level)
     if declared is not None:
         blocks += [Block("h2", "Statistics the rate strategies declare"),

@@ -224,3 +224,21 @@ def test_a_killed_compare_resumes(tmp_path: Path, data_dirs) -> None:
     assert {f.stem for f in (out / "points").glob("*.json")} >= {"admm-keep=0.1", "admm-keep=0.2",
                                                                   "admm-keep=0.4"}
     assert (out / "report.md").is_file() and (out / "report.html").is_file()
+
+
+def test_trained_runs_and_coder_variants_join_the_comparison(
+    registry: Registry, trained_run: Path, tmp_path: Path, data_dirs
+) -> None:
+    out = tmp_path / "runs-cmp"
+    plan = _plan(registry, out, data_dirs, runs=[trained_run], coders=["cabac"], baselines=["jpeg"])
+    run_job = next(j for j in plan.jobs if not isinstance(j, BaselineJob))
+    assert plan.point_keys(run_job) == ["run-tiny", "run-tiny+cabac"]
+    outcome = run_plan(plan, out, jobs=2, threads=1)
+    assert not outcome.failed, outcome.failed
+    own, refit = outcome.points["run-tiny"], outcome.points["run-tiny+cabac"]
+    assert own.run == str(trained_run) and own.train_s is None  # measured, not trained here
+    assert Path(refit.run).parent == out / "runs" and refit.setting == {"coder": "cabac"}
+    assert [r["psnr"] for r in own.results.rows] == [r["psnr"] for r in refit.results.rows]
+    assert (trained_run / "weights.safetensors").is_file()  # the user's run is only read
+    curves = {c.key for c in assemble_curves(plan, outcome.points)}
+    assert {"run-cae-admm-histogram", "run-cae-admm-histogram+cabac", "jpeg"} <= curves
