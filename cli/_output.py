@@ -6,6 +6,7 @@ import functools
 import os
 import sys
 import traceback
+import warnings
 from collections.abc import Callable
 from typing import Any, TypeVar
 
@@ -13,7 +14,7 @@ import typer
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
-from codec_lab.corelib.errors import CodecError
+from codec_lab.corelib.errors import CodecError, PluginWarning
 
 # Piped or captured output has no terminal width; a wide one keeps result tables whole
 # (rich would otherwise squeeze them into 80 columns and cut the numbers).
@@ -52,12 +53,46 @@ def handle_errors(fn: F) -> F:
         except Exception as e:  # a bug: say so plainly, keep the traceback behind CODEC_DEBUG
             if debug():
                 traceback.print_exc()
-            print(f"Error: internal error: {type(e).__name__}: {e}", file=sys.stderr)
-            print("  → run again with CODEC_DEBUG=1 for the traceback and report it",
+            from codec_lab.registry.manager import find_culprit
+
+            culprit = find_culprit(e)
+            if culprit is None:  # our own code (built-in plugins included)
+                print(f"Error: internal error: {type(e).__name__}: {e}", file=sys.stderr)
+                print("  → run again with CODEC_DEBUG=1 for the traceback and report it",
+                      file=sys.stderr)
+                raise typer.Exit(1) from None
+            inside = f" (inside {culprit.inside}, which it called)" if culprit.inside else ""
+            print(f'Error: plugin "{culprit.plugin}" ({culprit.source}) raised {type(e).__name__} in '
+                  f"{culprit.call}{inside}: {e}", file=sys.stderr)
+            print("  → report it to the plugin's authors; CODEC_DEBUG=1 shows the traceback",
                   file=sys.stderr)
             raise typer.Exit(1) from None
 
     return wrapper  # type: ignore[return-value]
+
+
+_warned: set[str] = set()
+
+
+def show_plugin_warnings() -> None:
+    """Print each plugin warning once per process on stderr, as ``warning: …`` (others as
+    Python prints them)."""
+    previous = warnings.showwarning
+    if getattr(previous, "_codec_plugins", False):
+        return
+
+    def show(message: Warning | str, category: type[Warning], *args: Any, **kwargs: Any) -> None:
+        if not issubclass(category, PluginWarning):
+            previous(message, category, *args, **kwargs)
+            return
+        text = str(message)
+        if text not in _warned:
+            _warned.add(text)
+            print(f"warning: {text}", file=sys.stderr)
+
+    show._codec_plugins = True  # type: ignore[attr-defined]
+    warnings.showwarning = show
+    warnings.simplefilter("always", PluginWarning)  # once per text: ``show`` keeps count
 
 
 class BarProgress:

@@ -16,9 +16,18 @@ import torch
 import torch.nn.functional as F
 from compressai.models import CompressionModel
 
-from codec_lab.corelib.contracts import Decoder, Encoder, EntropyCoder, Quantizer, Rate, SetupContext
+from codec_lab.corelib.contracts import (
+    Decoder,
+    Encoder,
+    EntropyCoder,
+    Quantizer,
+    Rate,
+    RateOutput,
+    SetupContext,
+)
 from codec_lab.corelib.entropy_models import coding_only
 from codec_lab.corelib.errors import BitstreamError, CodecError, ConfigMismatchError
+from codec_lab.corelib.guards import Blame
 from codec_lab.corelib.streams import Stream, StreamSpec
 
 __all__ = ["Codec", "config_digest", "symbols_crc"]
@@ -67,6 +76,12 @@ class Codec(CompressionModel):
         encoder, quantizer, rate, coder, decoder: constructed components.
         config: the resolved ``model`` config section the components were built from
             (kept so a run can rebuild the same codec).
+        origins: ``kind -> where the component comes from`` (``dist==version``,
+            ``built-in``, ``CODEC_PLUGINS``), named when a component breaks its contract;
+            the registry's builder passes it (default: the component's module).
+
+    What each component returns is checked where it is cheap (types, dtypes, shapes: tensor
+    metadata only); a component that breaks its contract raises ``PluginError`` naming it.
     """
 
     def __init__(
@@ -77,6 +92,7 @@ class Codec(CompressionModel):
         coder: EntropyCoder,
         decoder: Decoder,
         config: Mapping[str, Any] | None = None,
+        origins: Mapping[str, str] | None = None,
     ) -> None:
         super().__init__()
         self.encoder = encoder
@@ -85,6 +101,14 @@ class Codec(CompressionModel):
         self.coder = coder
         self.decoder = decoder
         self.config = dict(config or {})
+        parts = {"encoder": encoder, "quantizer": quantizer, "rate": rate, "coder": coder,
+                 "decoder": decoder}  # fmt: skip
+        # Plain attribute (not a module attribute): never in the state dict.
+        self.__dict__["_blame"] = {
+            kind: Blame(kind, str(getattr(type(part), "name", "") or type(part).__name__),
+                        (origins or {}).get(kind) or f"module {type(part).__module__}")
+            for kind, part in parts.items()
+        }  # fmt: skip
         # Travels in every state dict (and so in CompressAI checkpoints): weights of one
         # configuration are never silently loaded into a codec of another.
         self.register_buffer("config_digest", config_digest(self.config))
@@ -94,21 +118,25 @@ class Codec(CompressionModel):
             latent_channels=encoder.latent_channels,
             alphabet=quantizer.alphabet_size,
             downsampling_factor=encoder.downsampling_factor,
-            parts=MappingProxyType({"encoder": encoder, "quantizer": quantizer, "rate": rate,
-                                    "coder": coder, "decoder": decoder}),
-        )  # fmt: skip
+            parts=MappingProxyType(parts),
+        )
         encoder.setup(ctx)
         quantizer.setup(ctx)
-        specs = tuple(rate.setup(ctx))
-        if not specs or len({s.name for s in specs}) != len(specs):
-            raise CodecError(f"rate {type(rate).name!r} must declare streams with unique names, "
-                             f"got {[s.name for s in specs]}")  # fmt: skip
+        specs = self.blame("rate").specs(rate.setup(ctx))
         rate.specs = specs
         ctx = replace(ctx, specs=specs)
         coder.setup(ctx)
         decoder.setup(ctx)
 
     # ------------------------------------------------------------------ description
+    def blame(self, kind: str) -> Blame:
+        """The component of ``kind`` as a broken contract names it: kind, name, origin."""
+        return self.__dict__["_blame"][kind]
+
+    def origin(self, kind: str) -> str:
+        """Where the component of ``kind`` comes from (``dist==version``, ``built-in``, …)."""
+        return self.blame(kind).origin
+
     @property
     def specs(self) -> tuple[StreamSpec, ...]:
         """The rate's streams in coding order, as its ``setup`` declared them."""
@@ -209,24 +237,40 @@ class Codec(CompressionModel):
     def analysis(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
         """Run the encoder, tile by tile when the rate plugin codes tiles."""
         t = self.rate.tile_size
+        f = self.encoder.downsampling_factor
+        c = self.encoder.latent_channels
         if not t or (x.shape[-2] <= t and x.shape[-1] <= t):
-            return self.encoder(x)
+            feats = self.encoder(x)
+            self.blame("encoder").features(feats, x.shape[0], c, (x.shape[-2] // f, x.shape[-1] // f))
+            return feats
         tiles, nh, nw = self._tiles(x, t)
         feats = self.encoder(tiles)
+        self.blame("encoder").features(feats, tiles.shape[0], c, (t // f, t // f))
         return {k: self._untile(v, x.shape[0], nh, nw) for k, v in feats.items()}
 
     def synthesis(self, y_hat: torch.Tensor) -> torch.Tensor:
         """Run the decoder, tile by tile when the rate plugin codes tiles."""
         t = self.rate.tile_size
-        if not t:
-            return self.decoder(y_hat)
-        lt = t // self.encoder.downsampling_factor
-        if y_hat.shape[-2] <= lt and y_hat.shape[-1] <= lt:
-            return self.decoder(y_hat)
+        f = self.encoder.downsampling_factor
+        lt = t // f if t else 0
+        if not t or (y_hat.shape[-2] <= lt and y_hat.shape[-1] <= lt):
+            x_hat = self.decoder(y_hat)
+            self.blame("decoder").synthesis(x_hat, (y_hat.shape[0], 3, y_hat.shape[-2] * f,
+                                                    y_hat.shape[-1] * f))  # fmt: skip
+            return x_hat
         tiles, nh, nw = self._tiles(y_hat, lt)
-        return self._untile(self.decoder(tiles), y_hat.shape[0], nh, nw)
+        x_hat = self.decoder(tiles)
+        self.blame("decoder").synthesis(x_hat, (tiles.shape[0], 3, t, t))
+        return self._untile(x_hat, y_hat.shape[0], nh, nw)
 
     # ------------------------------------------------------------------ CompressAI API
+    def _rate(self, feats: Mapping[str, torch.Tensor]) -> RateOutput:
+        """The rate plugin on the quantized latent, its output checked against its specs."""
+        y_tilde = self._quantize(feats["y"])
+        out = self.rate(y_tilde, feats, self.quantizer)
+        self.blame("rate").rate_output(out, self.specs, tuple(y_tilde.shape))
+        return out
+
     def _quantize(self, y: torch.Tensor) -> torch.Tensor:
         """The quantizer on the rate plugin's grid (shifted by its offset, if any)."""
         offset = self.rate.quantization_offset(self.quantizer)
@@ -245,12 +289,13 @@ class Codec(CompressionModel):
         size = tuple(x.shape[-2:])
         padded = self.pad(x)
         feats = self.analysis(padded)
-        out = self.rate(self._quantize(feats["y"]), feats, self.quantizer)
+        out = self._rate(feats)
         likelihoods = out.likelihoods
         if likelihoods is None:
             likelihoods = {}
             for i, s in enumerate(out.streams):  # each stream sees the ones coded before it
-                likelihoods[s.spec.name] = self.coder.likelihoods(s, _context(out.streams[:i]))
+                likelihoods[s.spec.name] = lik = self.coder.likelihoods(s, _context(out.streams[:i]))
+                self.blame("coder").likelihoods(lik, s)
         x_hat = self.synthesis(out.y_hat)
         if tuple(padded.shape[-2:]) != size:
             x_hat = x_hat[..., : size[0], : size[1]]
@@ -306,8 +351,7 @@ class Codec(CompressionModel):
         """Hard (eval-mode) streams of a batch, as :meth:`compress` codes them."""
         # The streams are all a caller of this gets: no density evaluated for likelihoods.
         with self._inference(), coding_only():
-            feats = self.analysis(self.pad(x))
-            out = self.rate(self._quantize(feats["y"]), feats, self.quantizer)
+            out = self._rate(self.analysis(self.pad(x)))
         return out.streams
 
     def compress(self, x: torch.Tensor, crc_salt: bytes = b"") -> dict[str, Any]:
@@ -330,7 +374,8 @@ class Codec(CompressionModel):
                 one = Stream(s.spec, s.symbols[i], _item(masks[k], i))
                 earlier = [Stream(p.spec, p.symbols[i], _item(masks[j], i))
                            for j, p in enumerate(streams[:k])]  # fmt: skip
-                per_item.append(self.coder.encode(one, _context(earlier)))
+                data = self.coder.encode(one, _context(earlier))
+                per_item.append(self.blame("coder").encoded(data, s.spec))
                 per_crc.append(symbols_crc(one.symbols, one.mask, crc_salt))
             strings.append(per_item)
             crcs.append(per_crc)
@@ -394,19 +439,21 @@ class Codec(CompressionModel):
                 decoded: dict[str, torch.Tensor] = {}
                 coded: list[Stream] = []
                 for k, spec in enumerate(self.specs):
+                    shape = (spec.channels, *hw)
                     mask = self.rate.decode_mask(spec, decoded, hw)
+                    self.blame("rate").mask(mask, shape, "decode_mask", spec.name)
                     self._check_symbol_count(strings[k][i], spec, hw, mask)
                     try:
-                        sym = self.coder.decode(strings[k][i], spec, (spec.channels, *hw), mask,
-                                                _context(coded))
+                        sym = self.coder.decode(strings[k][i], spec, shape, mask, _context(coded))
                     except CodecError:
                         raise
                     except Exception as e:  # a third-party coder choking on damaged bytes
                         raise BitstreamError(
                             f"stream {spec.name!r} cannot be decoded by coder "
-                            f"{type(self.coder).name!r}: {type(e).__name__}: {e}",
+                            f"{type(self.coder).name!r} ({self.origin('coder')}): {type(e).__name__}: {e}",
                             "the file is damaged or was coded by a different model",
                         ) from e
+                    self.blame("coder").decoded(sym, spec, shape)
                     if crc is not None and symbols_crc(sym, mask, crc_salt) != crc[k][i]:
                         raise BitstreamError(
                             f"stream {spec.name!r} decoded to different symbols than were "
@@ -416,6 +463,7 @@ class Codec(CompressionModel):
                     decoded[spec.name] = sym.to(device)  # coders decode on the CPU
                     coded.append(Stream(spec, sym, mask))
                 y_hat = self.rate.reconstruct(decoded, self.quantizer, hw)
+                self.blame("rate").reconstruct(y_hat, self.encoder.latent_channels, hw)
                 outs.append(self.synthesis(y_hat).clamp_(0, 1))
         x_hat = outs[0] if len(outs) == 1 else torch.cat(outs, 0)
         if image_size is not None:

@@ -19,7 +19,9 @@ __all__ = [
     "DuplicateComponentError",
     "ImageError",
     "OutputError",
+    "PluginError",
     "PluginLoadError",
+    "PluginWarning",
     "RunError",
     "UnknownComponentError",
     "did_you_mean",
@@ -69,6 +71,36 @@ class CompositionError(ConfigError):
 
 class PluginLoadError(CodecError):
     """A plugin module or entry point failed to import or register."""
+
+
+class PluginError(CodecError):
+    """A plugin's component broke its contract at run time: it returned something of the
+    wrong type, dtype or shape, or could not read back what it wrote.
+
+    The message names the call (``coder 'laplace-static'.decode``), where the component comes
+    from (``dist==version``, ``built-in`` or ``CODEC_PLUGINS``) and what was wrong; the hint
+    says what the component must do instead and whom to tell.
+
+    Args:
+        kind, name: the component (``coder``, ``laplace-static``).
+        call: the method that misbehaved (``decode``).
+        origin: where the component comes from.
+        problem: what was wrong, e.g. ``returned float32 symbols; decode must return int64``.
+        fix: what the component must do instead.
+    """
+
+    def __init__(self, kind: str, name: str, call: str, origin: str, problem: str, fix: str) -> None:
+        self.kind, self.name, self.call, self.origin = kind, name, call, origin
+        whom = ("a bug of codec-lab: report it" if origin == "built-in"
+                else "if you did not write this plugin, report it to its authors")  # fmt: skip
+        super().__init__(f"{kind} {name!r}.{call} ({origin}) {problem}", f"{fix}; {whom}")
+
+
+class PluginWarning(UserWarning):
+    """A plugin was skipped, or registers nothing: the rest works without it.
+
+    The ``codec`` command prints each one once on stderr as ``warning: …``.
+    """
 
 
 class ImageError(CodecError):

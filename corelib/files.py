@@ -25,8 +25,10 @@ def encode_image(codec: Codec, x: torch.Tensor, digest: str | None = None) -> by
     latent_size = codec.latent_size(*image_size)
     enc = codec.compress(x, crc_salt=symbols_salt(image_size, latent_size))
     if tuple(enc["shape"]) != latent_size:  # the decoder derives it from the image size
-        raise ValueError(f"the codec coded a {tuple(enc['shape'])} latent; latent_size() says "
-                         f"{latent_size}")  # fmt: skip
+        raise codec.blame("encoder").error(
+            "forward", f"coded a {image_size[0]}x{image_size[1]} image as a {tuple(enc['shape'])} latent; "
+            f"its downsampling_factor and min_input_size say {latent_size}",
+            "declare the downsampling_factor and min_input_size the network has")
     header = Header(
         digest=digest or codec.weights_digest(),
         image_size=image_size,

@@ -24,13 +24,21 @@ from codec_lab.corelib.contracts import (
     ReportColumn,
 )
 from codec_lab.corelib.errors import (
+    CodecError,
     DuplicateComponentError,
     PluginLoadError,
     UnknownComponentError,
     did_you_mean,
 )
 from codec_lab.corelib.params import schema_of
-from codec_lab.registry.manager import make_plugin_manager, plugin_source
+from codec_lab.registry.manager import (
+    BUILTIN,
+    PluginProblem,
+    make_plugin_manager,
+    plugin_source,
+    record_plugin_module,
+    report_problem,
+)
 
 TRAIN_KEYS = tuple(f.name for f in dataclasses.fields(TrainConfig))
 
@@ -102,6 +110,12 @@ def _check_baseline(cls: type[Baseline], plugin: str) -> None:
 class Registry:
     """Every registered component, by kind and name, and every baseline, by name.
 
+    A third-party plugin whose hook raises is skipped whole; a component of one that is not
+    valid (wrong base class, bad name, bad presets, a name taken) is skipped alone. Each is
+    warned about (a ``PluginWarning``) and kept in :attr:`problems`, with the plugin
+    manager's own (plugins that failed to import); asking for a component then says which
+    plugin may have provided it. A built-in plugin that breaks these rules is an error.
+
     Args:
         pm: a plugin manager (default: a fresh one from :func:`make_plugin_manager`).
     """
@@ -110,11 +124,79 @@ class Registry:
         self.pm = pm or make_plugin_manager()
         self._by_kind: dict[str, dict[str, ComponentInfo]] = {k: {} for k in KINDS}
         self._baselines: dict[str, BaselineInfo] = {}
+        self.problems: list[PluginProblem] = list(getattr(self.pm, "problems", []))
+        """Every plugin problem: the manager's (import, validation) and the registry's."""
+        self._skipped: dict[tuple[str, str], PluginProblem] = {}
+        found: list[tuple[str, str, str, list[type]]] = []
+        failed: set[str] = set()
         for kind, hook_name in [*HOOKS.items(), ("baseline", BASELINE_HOOK)]:
             for impl in getattr(self.pm.hook, hook_name).get_hookimpls():
-                source = plugin_source(self.pm, impl.plugin_name)
-                for cls in impl.function() or []:
-                    self._add(kind, cls, impl.plugin_name, source)
+                plugin = impl.plugin_name
+                if plugin in failed:
+                    continue
+                source = plugin_source(self.pm, plugin)
+                try:
+                    classes = impl.function()
+                except Exception as e:  # a broken plugin must not take the others down
+                    if source == BUILTIN:
+                        raise
+                    failed.add(plugin)
+                    self._problem(PluginProblem(
+                        plugin, source, f'plugin "{plugin}" ({source}) could not be loaded: its hook '
+                        f"{hook_name} raised {type(e).__name__}: {e}; its components are unavailable",
+                        "fix or uninstall it, or set CODEC_DISABLE_PLUGIN_AUTOLOAD=1", failed=True))
+                    continue
+                if classes is not None and not isinstance(classes, (list, tuple)):
+                    example = getattr(classes, "__name__", "MyClass")
+                    self._check(plugin, source, PluginLoadError(
+                        f"plugin {plugin!r}: hook {hook_name} returned {classes!r}, not a list of "
+                        "classes; it is skipped", f"return a list, e.g. [{example}]"))
+                    continue
+                found.append((plugin, source, kind, list(classes or [])))
+        # Built-ins first: a name a third party takes again is the third party's to change.
+        for plugin, source, kind, classes in sorted(found, key=lambda f: f[1] != BUILTIN):
+            if plugin in failed:
+                continue
+            for cls in classes:
+                try:
+                    self._add(kind, cls, plugin, source)
+                except CodecError as e:
+                    name = getattr(cls, "name", None)
+                    self._check(plugin, source, e, (kind, name) if isinstance(name, str) else None)
+
+    def _problem(self, problem: PluginProblem) -> None:
+        self.problems.append(problem)
+        report_problem(self.pm, problem)
+
+    def _check(self, plugin: str, source: str, e: CodecError,
+               component: tuple[str, str] | None = None) -> None:  # fmt: skip
+        """A component that is not valid: an error for a built-in, else skipped with a warning."""
+        if source == BUILTIN:
+            raise e
+        message = e.message if e.message.endswith("skipped") else f"{e.message}; it is skipped"
+        if not message.startswith("plugin "):
+            message = f'plugin "{plugin}" ({source}): {message}'
+        problem = PluginProblem(plugin, source, message, e.hint or "")
+        if component is not None:
+            self._skipped.setdefault((component[0], normalize(component[1])), problem)
+        self._problem(problem)
+
+    def _unknown_hint(self, kind: str, key: str, valid: Mapping[str, object]) -> str:
+        """"Did you mean", and which plugin could have provided ``key`` had it loaded."""
+        hint = f"{did_you_mean(key, valid)}; run `codec plugins` to list them"
+        skipped = self._skipped.get((kind, key))
+        if skipped is not None:
+            return f"{skipped.message.removesuffix('; it is skipped')}, so it was skipped; {hint}"
+        failed = list(dict.fromkeys(f'"{p.plugin}"' for p in self.problems if p.failed))
+        empty = list(dict.fromkeys(f'"{p.plugin}"' for p in self.problems if p.empty))
+        if len(failed) == 1:
+            hint += f"; plugin {failed[0]} failed to load; it may provide it"
+        elif failed:
+            hint += f"; plugins {', '.join(failed)} failed to load; one may provide it"
+        if empty:
+            hint += (f"; plugin {empty[0]} registers nothing (see its warning)" if len(empty) == 1
+                     else f"; plugins {', '.join(empty)} register nothing (see their warnings)")
+        return hint
 
     def _add(self, kind: str, cls: type, plugin: str, source: str) -> None:
         base = Baseline if kind == "baseline" else KINDS[kind]
@@ -132,18 +214,24 @@ class Registry:
             )
         if name in table:
             other = table[name]
+            builtin = BUILTIN in (other.source, source) and source != other.source
             raise DuplicateComponentError(
                 f"{kind} {name!r} is registered twice: by {other.source} ({other.cls.__module__}) "
                 f"and by {source} ({cls.__module__})",
-                "uninstall one of the two plugins, or rename one component",
+                "rename your component (built-in names are reserved)" if builtin
+                else "uninstall one of the two plugins, or rename one component",
             )
         summary = cls.summary or next(iter((cls.__doc__ or "").strip().splitlines()), "")
         if kind == "baseline":
             _check_baseline(cls, plugin)
+            if source != "unknown":
+                record_plugin_module(cls.__module__, plugin, source)
             table[name] = BaselineInfo(kind=kind, name=name, summary=summary, version=cls.version,
                                        source=source, cls=cls)  # fmt: skip
             return
         _check_presets(kind, cls, plugin)
+        if source != "unknown":
+            record_plugin_module(cls.__module__, plugin, source)
         table[name] = ComponentInfo(
             kind=kind,
             name=name,
@@ -166,8 +254,7 @@ class Registry:
             return self._by_kind[kind][key]
         except KeyError:
             raise UnknownComponentError(
-                f"unknown {kind} {name!r}",
-                f"{did_you_mean(key, self._by_kind[kind])}; run `codec plugins` to list them",
+                f"unknown {kind} {name!r}", self._unknown_hint(kind, key, self._by_kind[kind])
             ) from None
 
     def infos(self) -> list[ComponentInfo]:
@@ -186,8 +273,7 @@ class Registry:
             return self._baselines[key]
         except KeyError:
             raise UnknownComponentError(
-                f"unknown baseline {name!r}",
-                f"{did_you_mean(key, self._baselines)}; run `codec plugins` to list them",
+                f"unknown baseline {name!r}", self._unknown_hint("baseline", key, self._baselines)
             ) from None
 
     def baseline(self, name: str | type[Baseline]) -> Baseline:

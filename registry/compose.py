@@ -5,14 +5,17 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
+import torch
+
 from codec_lab.corelib.codec import Codec
 from codec_lab.corelib.config import as_dict, deep_merge, load_preset, validate_sections
 from codec_lab.corelib.contracts import KINDS
-from codec_lab.corelib.errors import CompositionError, ConfigError, did_you_mean
+from codec_lab.corelib.errors import BitstreamError, CompositionError, ConfigError, PluginError, did_you_mean
 from codec_lab.corelib.params import schema_of, validate_params
 from codec_lab.registry.components import Registry, normalize
+from codec_lab.registry.manager import BUILTIN
 
-__all__ = ["assemble_config", "build_codec", "build_parts", "resolve_model"]
+__all__ = ["assemble_config", "build_codec", "build_parts", "resolve_model", "smoke_test"]
 
 DEFAULT_RATE = "admm"
 
@@ -183,8 +186,13 @@ def build_codec(model: Mapping[str, Any], registry: Registry | None = None) -> C
 
     Refuses a composition that cannot work, saying what would.
     """
+    registry = registry or Registry()
     resolved, parts = build_parts(model, registry)
-    return Codec(config=resolved, **parts)
+    origins = {}
+    for kind, section in resolved.items():
+        info = registry.get(kind, section["name"])
+        origins[kind] = info.source if info.source == BUILTIN else f"{info.cls.__module__} from {info.source}"
+    return Codec(config=resolved, origins=origins, **parts)
 
 
 def build_parts(
@@ -200,7 +208,67 @@ def build_parts(
     for kind, part in parts.items():
         reason = part.check_composition(parts)
         if reason:
-            alternatives = ", ".join(registry.names(kind))
-            raise CompositionError(f"{kind} {resolved[kind]['name']!r}: {reason}",
-                                   f"{kind}s available: {alternatives}")
+            works = _alternatives(kind, resolved, parts, registry)
+            hint = (f"change the part the message names, or keep the other parts and choose {kind} "
+                    f"{' or '.join(repr(w) for w in works)}" if works
+                    else f"change the part the message names (no other {kind} works with the other parts)")
+            raise CompositionError(f"{kind} {resolved[kind]['name']!r}: {reason}", hint)
     return resolved, parts
+
+
+def _alternatives(kind: str, resolved: Mapping[str, Mapping[str, Any]], parts: Mapping[str, Any],
+                  registry: Registry) -> list[str]:  # fmt: skip
+    """The other registered components of ``kind`` that compose with ``parts`` at their defaults."""
+    names = {k: s["name"] for k, s in resolved.items()}
+    works = []
+    for name in registry.names(kind):
+        if name == names[kind]:
+            continue
+        cls = registry.get(kind, name).cls
+        if any(names[k] not in allowed for k, allowed in cls.requires.items() if k in names):
+            continue
+        if any(name not in registry.get(k, n).cls.requires.get(kind, (name,)) for k, n in names.items()
+               if k != kind):  # fmt: skip
+            continue
+        params: dict[str, Any] = {}
+        if kind in ("decoder", "quantizer") and "latent_channels" in schema_of(cls):
+            params["latent_channels"] = resolved["encoder"].get("latent_channels")
+        try:  # a candidate that cannot even be built at its defaults is no suggestion
+            candidate = cls(**{k: v for k, v in params.items() if v is not None})
+            trial = {**parts, kind: candidate}
+            if all(p.check_composition(trial) is None for p in trial.values()):
+                works.append(name)
+        except Exception:  # noqa: S112
+            continue
+    return works
+
+
+def smoke_test(model: Mapping[str, Any], registry: Registry | None = None) -> None:
+    """Code and decode one tiny image with a throwaway codec of ``model``, before anything
+    is trained: a component that breaks its contract fails here, in seconds, with a
+    :class:`PluginError` naming it, rather than after a training run.
+
+    The throwaway codec is built under a forked random state, so the caller's random stream
+    (the seed a run reproduces) is unchanged; its coder is unfitted, which every coder must
+    code with.
+    """
+    registry = registry or Registry()
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(0)
+        codec = build_codec(model, registry).eval()
+        h, w = codec.padded_size(1, 1)
+        x = torch.rand(1, 3, h, w)
+        with torch.no_grad():
+            codec(x)  # the likelihoods path
+        enc = codec.compress(x)
+        try:
+            codec.decompress(**enc)
+        except BitstreamError as e:  # bytes it has just written: the coder (or the rate's masks)
+            blame = codec.blame("coder")
+            raise PluginError(
+                "coder", blame.name, "decode", blame.origin,
+                f"could not read back what its encode had just written for a {h}x{w} image "
+                f"({e.message})",
+                "decode must invert encode exactly: the same probabilities in the same order, under "
+                f"the masks rate {codec.blame('rate').name!r} derives in decode_mask",
+            ) from e

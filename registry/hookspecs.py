@@ -11,6 +11,12 @@ hooks::
     @hookimpl
     def codec_register_rates():
         return [MyRate]
+
+A plugin that fails to import, is not valid or whose hook raises is skipped with a warning
+naming it (the rest of codec-lab works without it); so is a component of one that breaks a
+registration rule. A module that implements no hook (functions without ``@hookimpl``) is
+warned about too. At run time, what a component returns is checked where it is cheap (types,
+dtypes, shapes), and an exception raised in a plugin's code is reported as that plugin's.
 """
 
 from __future__ import annotations
@@ -20,6 +26,8 @@ from typing import TYPE_CHECKING
 import pluggy
 
 if TYPE_CHECKING:
+    import typer
+
     from codec_lab.corelib.contracts import Baseline, Decoder, Encoder, EntropyCoder, Quantizer, Rate
 
 from codec_lab import PROJECT, hookimpl  # noqa: F401  (re-exported: the marker plugins use)
@@ -107,5 +115,34 @@ def codec_register_baselines() -> list[type[Baseline]]:
     Returns: a list of classes (may be empty).
     All implementations are called; the lists are concatenated. A name registered twice
     is a startup error naming both plugins.
+    Since: 0.1
+    """
+
+
+# ---------------------------------------------------------------- command line
+
+
+@hookspec
+def codec_register_commands(app: typer.Typer) -> None:
+    """Add commands to the ``codec`` command line.
+
+    Called once by the ``codec`` console script after its own commands are added, with
+    its root ``typer.Typer`` app::
+
+        @hookimpl
+        def codec_register_commands(app):
+            @app.command("hello")
+            def hello(name: str = "world") -> None:
+                print(f"hello {name}")
+
+    Use ``app.command(...)`` or ``app.add_typer(...)``. A command is wrapped like codec-lab's
+    own: a ``codec_lab.errors`` error (a ``CodecError``) prints as one ``Error:`` line with
+    its hint; any other exception is reported as the plugin's, with ``CODEC_DEBUG=1`` for the
+    traceback. A command (or group) whose name a built-in command or an earlier plugin
+    already uses is refused with a warning; so is replacing the app's callback. If the hook
+    raises, the plugin's commands are left out with a warning.
+
+    Returns: nothing.
+    All implementations are called, in registration order.
     Since: 0.1
     """

@@ -30,7 +30,7 @@ from codec_lab.corelib.runs import (
 )
 from codec_lab.corelib.training import Trainer, TrainResult
 from codec_lab.registry.components import Registry
-from codec_lab.registry.compose import build_codec
+from codec_lab.registry.compose import build_codec, smoke_test
 
 __all__ = ["describe", "load_run", "prepare_run_dir", "run_info", "train_run"]
 
@@ -145,12 +145,18 @@ def train_run(
 ) -> tuple[Codec, TrainResult, Results]:
     """Build the codec ``config`` describes, train it, and write the run folder ``out``.
 
+    The composition is first smoke-tested on a tiny image (:func:`smoke_test`), so that a
+    broken component fails before the run folder is created.
+
     ``overwrite`` replaces an earlier run in ``out`` (see :func:`prepare_run_dir`).
     """
     registry = registry or Registry()
     train_cfg = TrainConfig(**config["train"])
     torch.manual_seed(train_cfg.seed)  # the initial weights are part of what the seed reproduces
     codec = build_codec(config["model"], registry)
+    # A component that breaks its contract fails now, before any data is read, any run
+    # folder exists or any step is trained.
+    smoke_test(config["model"], registry)
     data = config["data"]
     train_paths = training_images(data["train"])
     val_paths = validation_images(data["val"])

@@ -60,7 +60,18 @@ class ReportColumn:
 
 @dataclass(frozen=True)
 class ComponentInfo:
-    """A registered component as the registry and ``codec plugins`` see it."""
+    """A registered component as the registry and ``codec plugins`` see it
+    (``Registry().get(kind, name)``; ``codec_lab.testing.check_info`` checks one).
+
+    Attributes:
+        kind: the plugin kind, a key of ``KINDS`` (``"encoder"``, …, ``"coder"``).
+        name: the registry key (the class's ``name``).
+        summary: one line (the class's ``summary``, or its docstring's first line).
+        version: the class's ``version``.
+        source: where it came from: ``built-in``, ``dist==version`` (an installed
+            distribution's entry point) or ``CODEC_PLUGINS``.
+        cls: the component class; ``cls(**config_keys)`` constructs it.
+    """
 
     kind: str
     name: str
@@ -79,6 +90,8 @@ class Component(nn.Module, abc.ABC):
     with the key's path.
 
     Class attributes:
+        kind: the plugin kind (``"encoder"``, ``"decoder"``, ``"quantizer"``, ``"rate"``,
+            ``"coder"``), set by each contract; never set it.
         name: registry key, lowercase kebab-case, unique within the kind.
         summary: one line shown by ``codec plugins``.
         version: bumped whenever the component's bitstream or weights layout changes; it is

@@ -114,8 +114,17 @@ class Baseline(abc.ABC):
 
 @dataclass(frozen=True)
 class BaselineInfo:
-    """A registered baseline as the registry and ``codec plugins`` see it (``kind`` is
-    ``"baseline"``)."""
+    """A registered baseline as the registry and ``codec plugins`` see it
+    (``Registry().baseline_info(name)``).
+
+    Attributes:
+        kind: always ``"baseline"``.
+        name: the registry key (the class's ``name``).
+        summary: one line (the class's ``summary``, or its docstring's first line).
+        version: the class's ``version``.
+        source: ``built-in``, ``dist==version`` or ``CODEC_PLUGINS``.
+        cls: the baseline class; ``cls()`` constructs it.
+    """
 
     kind: str
     name: str

@@ -17,6 +17,7 @@ Context = Mapping[str, Stream]
 """The streams already coded for the same image(s), by name, in coding order."""
 
 Fitting = Literal["counted", "trained", "none"]
+"""How an entropy coder's model is fitted after the transform trains (:attr:`EntropyCoder.fitting`)."""
 
 
 class EntropyCoder(Component):

@@ -43,6 +43,15 @@ class TrainContext:
 
     Hooks may set ``lr_scale`` (multiplies the learning rate from the next step on) and
     ``distortion_only`` (train without the rate loss, e.g. a warm-up stage).
+
+    Attributes:
+        epoch: the current epoch, from 0.
+        total_epochs: the number of epochs of this training.
+        step: optimizer steps taken so far (1 after the first step).
+        total_steps: the number of optimizer steps of this training.
+        lr_scale: multiplies the learning rate from the next step on (set by a hook).
+        distortion_only: True trains without the rate loss (set by a hook).
+        log: extra values a hook records for the training log.
     """
 
     epoch: int = 0

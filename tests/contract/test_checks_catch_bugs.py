@@ -6,6 +6,7 @@ import pytest
 import torch
 
 from codec_lab.corelib.streams import Stream
+from codec_lab.plugins.baselines.pillow import JPEG
 from codec_lab.plugins.coders.histogram import HistogramCoder
 from codec_lab.plugins.quantizers.stochastic import StochasticQuantizer
 from tests.contract import checks
@@ -99,3 +100,85 @@ def test_coder_check_catches_a_decoder_that_conditions_differently() -> None:
 def test_coder_check_holds_an_estimate_to_its_tolerance() -> None:
     with pytest.raises(AssertionError, match="estimate claimed"):
         checks.check_coder(_OverclaimedEstimate)
+
+
+# ---------------------------------------------------------------- every rule is named
+class _FloatSymbols(StochasticQuantizer):
+    """Symbols as float32."""
+
+    name = "float-symbols"
+
+    def to_symbols(self, y_tilde: torch.Tensor) -> torch.Tensor:
+        return super().to_symbols(y_tilde).float()
+
+
+class _PeeksAhead(HistogramCoder):
+    """Likelihoods of a symbol depend on the symbols left and right of it."""
+
+    name = "peeks-ahead"
+
+    def likelihoods(self, stream: Stream, context=None) -> torch.Tensor:
+        p = super().likelihoods(stream, context)
+        s = stream.symbols
+        odd = (torch.nn.functional.pad(s, (1, 0))[..., :-1] + torch.nn.functional.pad(s, (0, 1))[..., 1:]) % 2
+        return torch.where(stream.full_mask() & (odd == 1), p * 0.999, p)
+
+
+class _Shrinks(JPEG):
+    """Decodes an image of half the size."""
+
+    name = "shrinks"
+
+    def decode(self, data: bytes):
+        return super().decode(data)[::2, ::2].copy()
+
+
+class _Shuffled(JPEG):
+    """Its sweep runs from the largest files to the smallest."""
+
+    name = "shuffled"
+    sweep = (90, 50, 10)
+
+
+def test_a_violation_names_its_rule_what_happened_and_what_to_fix() -> None:
+    with pytest.raises(checks.ContractViolation) as e:
+        checks.check_coder(_FloatDecode)
+    v = e.value
+    assert (v.rule, v.detail) == ("decode returns int64 symbols of the stream's shape",
+                                  "decode returned torch.float32; decode must return int64 symbols")
+    assert "int64" in v.hint and str(v).startswith(f'rule "{v.rule}" failed: {v.detail}')
+
+
+def test_quantizer_check_names_float_symbols() -> None:
+    rule = r'rule "symbols are int64 in \[0, K\)" failed: to_symbols returned torch.float32'
+    with pytest.raises(AssertionError, match=rule):
+        checks.check_quantizer(_FloatSymbols(bound=7))
+
+
+def test_coder_check_catches_a_non_causal_model() -> None:
+    with pytest.raises(AssertionError, match="depend on each other in a cycle"):
+        checks.check_coder(_PeeksAhead)
+
+
+def test_baseline_check_catches_the_wrong_size_and_a_reversed_sweep() -> None:
+    checks.check_baseline(JPEG())
+    with pytest.raises(AssertionError, match=r"decode returned \(24, 32, 3\) uint8 for a 48×64 image"):
+        checks.check_baseline(_Shrinks)
+    with pytest.raises(AssertionError, match="files grow along the sweep"):
+        checks.check_baseline(_Shuffled())
+
+
+def test_rules_run_one_by_one() -> None:
+    """Each rule of a kind runs on its own: a failure in one leaves the others to report."""
+    outcomes = {}
+    for rule in checks.coder_rules(_FloatDecode):
+        try:
+            rule.run()
+            outcomes[rule.name] = "passed"
+        except checks.RuleSkipped:
+            outcomes[rule.name] = "skipped"
+        except AssertionError:
+            outcomes[rule.name] = "failed"
+    failed = [n for n, o in outcomes.items() if o == "failed"]
+    assert failed == ["decode returns int64 symbols of the stream's shape"]
+    assert list(outcomes.values()).count("passed") >= 8

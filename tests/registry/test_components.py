@@ -6,7 +6,7 @@ import pytest
 
 from codec_lab import hookimpl
 from codec_lab.corelib.contracts import KINDS
-from codec_lab.corelib.errors import PluginLoadError, UnknownComponentError
+from codec_lab.corelib.errors import PluginWarning, UnknownComponentError
 from codec_lab.plugins.quantizers.stochastic import StochasticQuantizer
 from codec_lab.plugins.rates.admm import ADMMRate
 from codec_lab.registry.components import Registry, normalize
@@ -73,19 +73,28 @@ def _registry_with(**hooks) -> Registry:
 
 
 def test_registering_a_class_of_another_kind_is_refused() -> None:
-    with pytest.raises(PluginLoadError, match="does not subclass codec_lab.contracts.Rate"):
-        _registry_with(codec_register_rates=[StochasticQuantizer])
+    """A registration that breaks a rule is skipped with a warning; the rest still registers."""
+    with pytest.warns(PluginWarning, match="does not subclass codec_lab.contracts.Rate.*it is skipped"):
+        r = _registry_with(codec_register_rates=[StochasticQuantizer])
+    assert r.names("rate") == Registry().names("rate")
+    assert [p.plugin for p in r.problems] == ["test-plugin"]
 
 
 def test_registering_a_non_class_is_refused() -> None:
-    with pytest.raises(PluginLoadError, match="test-plugin"):
+    with pytest.warns(PluginWarning, match="test-plugin"):
         _registry_with(codec_register_rates=["admm"])
+
+
+def test_a_hook_returning_a_class_not_a_list() -> None:
+    with pytest.warns(PluginWarning, match="returned .*, not a list of classes") as w:
+        _registry_with(codec_register_rates=ADMMRate)
+    assert "return a list, e.g. [ADMMRate]" in str(w[0].message)
 
 
 @pytest.mark.parametrize("bad", ["", "Big_Name", "with space", "admm!", "-lead", "two--dash"])
 def test_name_must_be_kebab_case(bad: str) -> None:
     cls = type("Bad", (ADMMRate,), {"name": bad})
-    with pytest.raises(PluginLoadError, match="kebab-case"):
+    with pytest.warns(PluginWarning, match="kebab-case"):
         _registry_with(codec_register_rates=[cls])
 
 

@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import importlib.metadata as md
 import sys
+import warnings
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 import torch
 
-from codec_lab.corelib.errors import DuplicateComponentError, PluginLoadError
+from codec_lab.corelib.errors import PluginWarning
 from codec_lab.registry.components import Registry
 from codec_lab.registry.compose import assemble_config, build_codec
 from codec_lab.registry.manager import BUILTIN_PLUGINS, make_plugin_manager
@@ -111,55 +112,85 @@ def test_module_named_twice_is_registered_once(site: Path, monkeypatch: pytest.M
     assert registry.get("rate", "admm").source == "built-in"
 
 
-def test_duplicate_name_names_both_plugins(site: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_duplicate_of_a_builtin_is_skipped_naming_both(site: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A third party taking a built-in name is skipped with a warning; the built-in stays."""
     write_module(site, "fake_dup_plugin", DUPLICATE_RATE_MODULE)
     monkeypatch.setenv("CODEC_PLUGINS", "fake_dup_plugin")
-    with pytest.raises(DuplicateComponentError) as e:
-        Registry()
-    msg = str(e.value)
-    assert "rate 'admm' is registered twice" in msg
+    with pytest.warns(PluginWarning) as w:
+        registry = Registry()
+    msg = str(w[0].message)
+    assert msg.startswith('plugin "fake_dup_plugin" (CODEC_PLUGINS): rate \'admm\' is registered twice')
     assert "built-in (codec_lab.plugins.rates.admm)" in msg and "CODEC_PLUGINS (fake_dup_plugin)" in msg
+    assert "it is skipped" in msg
+    # a built-in cannot be uninstalled: the fix is the plugin's
+    assert "→ rename your component (built-in names are reserved)" in msg and "uninstall" not in msg
+    assert registry.get("rate", "admm").source == "built-in"
 
 
 def test_duplicate_from_a_distribution_names_it(site: Path) -> None:
     write_module(site, "fake_dup_plugin", DUPLICATE_RATE_MODULE)
     write_dist(site, "fake-dup", "0.9", {"dup": "fake_dup_plugin"})
-    with pytest.raises(DuplicateComponentError, match=r"fake-dup==0\.9 \(fake_dup_plugin\)"):
+    with pytest.warns(PluginWarning, match=r"fake-dup==0\.9 \(fake_dup_plugin\)"):
         Registry()
 
 
-def test_broken_module_in_codec_plugins(site: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_duplicate_between_two_third_parties(site: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Neither is built-in: the second is skipped and either may be uninstalled or renamed."""
+    write_module(site, "fake_codec_plugin", FAKE_QUANTIZER_MODULE.replace("{name}", "twin"))
+    write_module(site, "fake_env_plugin", FAKE_QUANTIZER_MODULE.replace("{name}", "twin"))
+    monkeypatch.setenv("CODEC_PLUGINS", "fake_codec_plugin,fake_env_plugin")
+    with pytest.warns(PluginWarning, match="quantizer 'twin' is registered twice") as w:
+        registry = Registry()
+    assert "uninstall one of the two plugins, or rename one component" in str(w[0].message)
+    assert registry.get("quantizer", "twin").cls.__module__ == "fake_codec_plugin"
+
+
+def test_broken_module_in_codec_plugins_is_skipped(site: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     write_module(site, "fake_broken_plugin", "import torch\nraise ImportError('needs libfoo')\n")
     monkeypatch.setenv("CODEC_PLUGINS", "fake_broken_plugin")
-    with pytest.raises(PluginLoadError) as e:
-        make_plugin_manager()
-    assert 'error importing plugin "fake_broken_plugin" (CODEC_PLUGINS)' in str(e.value)
-    assert "ImportError: needs libfoo" in str(e.value)
-    assert "CODEC_DISABLE_PLUGIN_AUTOLOAD" in e.value.hint
+    with pytest.warns(PluginWarning) as w:
+        pm = make_plugin_manager()
+    assert [str(x.message) for x in w] == [
+        'plugin "fake_broken_plugin" (CODEC_PLUGINS) could not be loaded: ImportError: needs libfoo; '
+        "its components are unavailable\n  → fix it, or remove it from CODEC_PLUGINS"
+    ]
+    assert [(p.plugin, p.failed) for p in pm.problems] == [("fake_broken_plugin", True)]
+    with pytest.warns(PluginWarning):
+        registry = Registry()
+    assert "admm" in registry.names("rate")  # everything else still works
 
 
 def test_missing_module_in_codec_plugins(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("CODEC_PLUGINS", "no_such_codec_plugin_module")
-    with pytest.raises(PluginLoadError, match="ModuleNotFoundError"):
+    with pytest.warns(PluginWarning, match="ModuleNotFoundError") as w:
         make_plugin_manager()
+    assert "check the module name in CODEC_PLUGINS" in str(w[0].message)
 
 
-def test_broken_entry_point(site: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_broken_entry_point_is_skipped(site: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     write_module(site, "fake_broken_plugin", "x = 1 / 0\n")
     write_dist(site, "fake-broken", "2.0", {"broken": "fake_broken_plugin"})
-    match = r'entry point "broken" from fake-broken==2\.0.*ZeroDivisionError'
-    with pytest.raises(PluginLoadError, match=match):
-        make_plugin_manager()
+    match = r'plugin "broken" \(fake-broken==2\.0\) could not be loaded: ZeroDivisionError'
+    with pytest.warns(PluginWarning, match=match) as w:
+        pm = make_plugin_manager()
+    assert "its components are unavailable\n  → fix or uninstall it, or set CODEC_DISABLE_PLUGIN_AUTOLOAD=1" \
+        in str(w[0].message)
+    assert pm.get_plugin("broken") is None and pm.get_plugin(BUILTIN_PLUGINS[0]) is not None
     monkeypatch.setenv("CODEC_DISABLE_PLUGIN_AUTOLOAD", "1")
-    make_plugin_manager()
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert make_plugin_manager().problems == []
 
 
-def test_misspelled_hook_is_a_plugin_load_error(site: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_misspelled_hook_is_skipped_with_a_suggestion(site: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     write_module(site, "fake_typo_plugin",
                  "from codec_lab import hookimpl\n\n@hookimpl\ndef codec_register_rate():\n    return []\n")
     monkeypatch.setenv("CODEC_PLUGINS", "fake_typo_plugin")
-    with pytest.raises(PluginLoadError, match="fake_typo_plugin"):
-        make_plugin_manager()
+    with pytest.warns(PluginWarning, match='plugin "fake_typo_plugin" \\(CODEC_PLUGINS\\) is not valid') as w:
+        pm = make_plugin_manager()
+    assert "did you mean 'codec_register_rates'" in str(w[0].message)
+    assert pm.get_plugin("fake_typo_plugin") is None
+    assert "admm" in Registry(pm).names("rate")
 
 
 DUMMY_DIST = "codec-lab-dummy-plugin"

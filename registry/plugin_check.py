@@ -1,0 +1,730 @@
+"""One installed component, looked up by name: what it declares (``codec plugins show``) and
+whether it keeps its contract (``codec plugins check``).
+
+The checks are ``codec_lab.corelib.testing``'s rules, run one by one so that every rule is
+reported, plus what needs the registry: partners for the kinds that need them (a rate's
+quantizer, a coder's streams, a decoder's latent), a rate's default components composed into a
+working codec, and determinism in a fresh Python process (the component built there by name,
+loading the state dict of the one built here, must code the same bytes).
+"""
+
+from __future__ import annotations
+
+import inspect
+import json
+import os
+import re
+import subprocess
+import sys
+import tempfile
+import traceback
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import ModuleType
+from typing import Any, Literal
+
+import numpy as np
+import torch
+
+from codec_lab.corelib import testing as T
+from codec_lab.corelib.contracts import KINDS, Baseline, BaselineInfo, Component, ComponentInfo
+from codec_lab.corelib.errors import CodecError, UnknownComponentError, did_you_mean
+from codec_lab.corelib.params import _type_name, schema_of, validate_params
+from codec_lab.corelib.streams import Stream, StreamSpec
+from codec_lab.registry.components import Registry, normalize
+from codec_lab.registry.manager import BUILTIN_PLUGINS, make_plugin_manager
+
+__all__ = [
+    "ALL_KINDS",
+    "CheckReport",
+    "ContractCheckFailed",
+    "RuleResult",
+    "arg_help",
+    "check",
+    "describe",
+    "find",
+    "fresh_process_main",
+]
+
+ALL_KINDS: tuple[str, ...] = (*KINDS, "baseline")
+"""Every kind a name can be registered under: the five parts of a codec, then baselines."""
+
+Info = ComponentInfo | BaselineInfo
+
+FRESH_RULE = "deterministic in a fresh process"
+
+
+class ContractCheckFailed(CodecError):
+    """``codec plugins check`` found broken rules."""
+
+
+# ---------------------------------------------------------------------------- lookup
+def find(registry: Registry, name: str, kind: str | None = None) -> list[Info]:
+    """Every registration of ``name`` (one per kind it is registered under), or only the one of
+    ``kind``; an unknown name or kind is refused with "did you mean"."""
+    if kind is not None:
+        kind = normalize(kind)
+        if kind not in ALL_KINDS:
+            raise UnknownComponentError(f"unknown kind {kind!r}", did_you_mean(kind, ALL_KINDS))
+        return [registry.baseline_info(name) if kind == "baseline" else registry.get(kind, name)]
+    key = normalize(name)
+    found: list[Info] = [registry.get(k, key) for k in KINDS if key in registry.names(k)]
+    if key in registry.baseline_names():
+        found.append(registry.baseline_info(key))
+    if not found:
+        every = {n for k in KINDS for n in registry.names(k)} | set(registry.baseline_names())
+        raise UnknownComponentError(f"no component or baseline is named {name!r}",
+                                    f"{did_you_mean(key, every)}; run `codec plugins` to list them")
+    return found
+
+
+def label(info: Info) -> str:
+    """``coder 'histogram' (built-in)``."""
+    return f"{info.kind} {info.name!r} ({info.source})"
+
+
+# ---------------------------------------------------------------------------- describe
+_SECTION = re.compile(r"^(Args|Arguments|Parameters|Keyword Args|Keyword Arguments):\s*$")
+_ARG = re.compile(r"^\*{0,2}(\w+)\s*(\([^)]*\))?\s*:\s*(.*)$")
+
+
+def arg_help(cls: type) -> dict[str, str]:
+    """Per-key help from the ``Args:`` section (Google style) of the class's or its
+    ``__init__``'s own docstring: ``{key: "one line"}``."""
+    out: dict[str, str] = {}
+    init = cls.__dict__.get("__init__")
+    for doc in (cls.__doc__, getattr(init, "__doc__", None)):
+        if not doc:
+            continue
+        lines = inspect.cleandoc(doc).splitlines()
+        inside, indent, current = False, None, None
+        for line in lines:
+            stripped = line.strip()
+            lead = len(line) - len(line.lstrip())
+            if _SECTION.match(stripped) and lead == 0:
+                inside, indent, current = True, None, None
+                continue
+            if not inside:
+                continue
+            if not stripped:
+                current = None
+                continue
+            if lead == 0:  # the next section, or prose
+                inside = False
+                continue
+            m = _ARG.match(stripped)
+            if m and (indent is None or lead <= indent):
+                indent = lead
+                current = m.group(1)
+                out.setdefault(current, m.group(3).strip())
+            elif current is not None and indent is not None and lead > indent:
+                out[current] = f"{out[current]} {stripped}".strip()
+    return out
+
+
+def _jsonable(value: Any) -> Any:
+    if value is inspect.Parameter.empty:
+        return None
+    if isinstance(value, (str, int, float, bool)) or value is None:
+        return value
+    if isinstance(value, Mapping):
+        return {str(k): _jsonable(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_jsonable(v) for v in value]
+    return repr(value)
+
+
+def _first_paragraph(doc: str | None) -> str:
+    text = inspect.cleandoc(doc or "")
+    return " ".join(text.split("\n\n")[0].split())
+
+
+def describe(registry: Registry, info: Info) -> dict[str, Any]:
+    """What a component or baseline declares, as JSON-able data (``codec plugins show``)."""
+    cls = info.cls
+    try:
+        where = inspect.getsourcefile(cls)
+    except TypeError:
+        where = None
+    d: dict[str, Any] = {
+        "kind": info.kind, "name": info.name, "summary": info.summary, "version": info.version,
+        "origin": info.source, "module": cls.__module__, "class": cls.__qualname__, "file": where,
+        "doc": _first_paragraph(cls.__doc__),
+    }  # fmt: skip
+    if info.kind == "baseline":
+        b_cls: type[Baseline] = cls  # type: ignore[assignment]
+        why = registry.baseline_unavailable(info.name)
+        library = None
+        if why is None:
+            try:
+                library = b_cls().library()
+            except Exception as e:  # a broken plugin: say so, do not fail the listing
+                library = f"library() failed: {type(e).__name__}: {e}"
+        d.update({
+            "setting": {"key": b_cls.setting.key, "label": b_cls.setting.label, "fmt": b_cls.setting.fmt,
+                        "help": b_cls.setting.help},
+            "range": [b_cls.low, b_cls.high], "larger_is_smaller": b_cls.larger_is_smaller,
+            "sweep": list(b_cls.sweep), "suffix": b_cls.suffix, "available": why is None,
+            "unavailable": why, "library": library,
+        })  # fmt: skip
+        return d
+    helps = arg_help(cls)
+    d["config"] = [{"key": k, "type": _type_name(tp), "default": _jsonable(default),
+                    "required": default is inspect.Parameter.empty, "help": helps.get(k, "")}
+                   for k, (tp, default) in schema_of(cls).items()]  # fmt: skip
+    d["presets"] = _jsonable(dict(cls.presets))
+    d["requires"] = _jsonable(dict(cls.requires))
+    if info.kind == "rate":
+        d["default_components"] = dict(cls.default_components)
+        d["report_columns"] = [{"key": c.key, "label": c.label, "fmt": c.fmt, "help": c.help}
+                               for c in cls.report_columns]  # fmt: skip
+        d["sweep"] = _jsonable(dict(cls.sweep))
+        d["train_presets"] = _jsonable(dict(cls.train_presets))
+    elif info.kind == "coder":
+        d["fitting"] = cls.fitting
+        d["likelihoods_exact"] = cls.likelihoods_exact
+        if not cls.likelihoods_exact:
+            d["likelihood_tolerance"] = cls.likelihood_tolerance
+        if cls.fitting == "trained":
+            d["default_fit_steps"] = cls.default_fit_steps
+    elif info.kind == "encoder":
+        d["features"] = list(cls.features)
+        d["min_input_size"] = cls.min_input_size
+    if info.kind in ("encoder", "quantizer"):  # what only an instance says: build one with defaults
+        try:
+            part = T.construct(info)  # type: ignore[arg-type]
+        except Exception as e:
+            d["defaults_error"] = f"{type(e).__name__}: {e}"
+        else:
+            attrs = ("latent_channels", "downsampling_factor") if info.kind == "encoder" else \
+                ("alphabet_size", "grid_step")  # fmt: skip
+            d["with_defaults"] = {a: _jsonable(getattr(part, a, None)) for a in attrs}
+    return d
+
+
+# ---------------------------------------------------------------------------- partners
+def _finite_quantizer(registry: Registry) -> ComponentInfo:
+    """A quantizer with a finite alphabet: ``stochastic`` when registered, else the first."""
+    names = registry.names("quantizer")
+    for name in sorted(names, key=lambda n: (n != "stochastic", n)):
+        info = registry.get("quantizer", name)
+        try:
+            if T.construct(info).alphabet_size is not None:
+                return info
+        except Exception:
+            continue
+    raise CodecError("no quantizer with a finite alphabet is registered")
+
+
+def _quantizer_for(registry: Registry, rate_cls: type) -> ComponentInfo:
+    name = rate_cls.default_components.get("quantizer")
+    return registry.get("quantizer", name) if name else _finite_quantizer(registry)
+
+
+def _geometry(registry: Registry, rate_cls: type) -> tuple[int, int]:
+    """Latent channels and downsampling factor of the rate's default encoder, built with its
+    defaults ((4, 8) when it names none)."""
+    name = rate_cls.default_components.get("encoder")
+    if name and name in registry.names("encoder"):
+        try:
+            enc = T.construct(registry.get("encoder", name))
+            return int(enc.latent_channels), int(enc.downsampling_factor)
+        except Exception:
+            pass
+    return 4, 8
+
+
+def _following(info: ComponentInfo, latent_channels: int) -> dict[str, Any]:
+    """The params the builder gives a part that follows the encoder: its ``latent_channels``."""
+    return {"latent_channels": latent_channels} if "latent_channels" in schema_of(info.cls) else {}
+
+
+def _load(module: torch.nn.Module, state: Mapping[str, Any]) -> None:
+    """Load ``state`` as the ``Codec`` does: CompressAI's loading resizes entropy-table buffers."""
+    from compressai.models import CompressionModel
+
+    CompressionModel.load_state_dict(module, dict(state))  # type: ignore[arg-type]
+
+
+@dataclass
+class _Plan:
+    """How to build a component and its partners, the same way here and in a fresh process."""
+
+    make: Callable[[], Any]
+    rules: Callable[[], list[T.Rule]]
+    build: Callable[[bool], dict[str, Any]]  # fitted? → {"part": ..., partners...}
+    probe: Callable[[dict[str, Any]], dict[str, Any]]
+    state_make: Callable[[], torch.nn.Module] | None = None
+
+
+def _latent(c: int, h: int = 5, w: int = 6, seed: int = 11) -> torch.Tensor:
+    return torch.randn(1, c, h, w, generator=torch.Generator().manual_seed(seed)) * 3
+
+
+def _plan(registry: Registry, info: Info) -> _Plan:
+    """The rules and the fresh-process probe of one component, with its partners."""
+    kind = info.kind
+    if kind == "baseline":
+        def make_b() -> Baseline:
+            return info.cls()  # type: ignore[return-value]
+
+        def probe_b(objs: dict[str, Any]) -> dict[str, Any]:
+            b = objs["part"]
+            if b.unavailable():
+                return {}
+            img = T.photo(40, 56)
+            data = b.encode(img, float(b.sweep[len(b.sweep) // 2]))
+            return {"bytes": data, "decoded": np.asarray(b.decode(data))}
+
+        return _Plan(make_b, lambda: T.baseline_rules(make_b), lambda fit: {"part": make_b()}, probe_b)
+
+    own = _following(info, 4) if kind == "quantizer" else {}  # type: ignore[arg-type]
+
+    def make() -> Component:
+        return T.construct(info, own)  # type: ignore[arg-type]
+
+    if kind == "encoder":
+        def probe_e(objs: dict[str, Any]) -> dict[str, Any]:
+            enc = objs["part"].eval()
+            with torch.no_grad():
+                return {"y": enc(T._encoder_input(enc))["y"]}
+
+        return _Plan(make, lambda: T.encoder_rules(make), lambda fit: {"part": make()}, probe_e, make)
+
+    if kind == "decoder":
+        params: dict[str, Any] = {}
+        factor: int | None = None
+        accepted = schema_of(info.cls)
+        if info.name in registry.names("encoder"):  # the same-named encoder gives its latent and factor
+            enc_info = registry.get("encoder", info.name)
+            enc = T.construct(enc_info)
+            params = {k: v for k, v in validate_params(enc_info.cls, {}, "model.encoder").items()
+                      if k in accepted}  # fmt: skip
+            params["latent_channels"] = enc.latent_channels
+            factor = enc.downsampling_factor
+        latent_channels = int(params.get("latent_channels") or (
+            accepted["latent_channels"][1] if "latent_channels" in accepted
+            and isinstance(accepted["latent_channels"][1], int) else 4))  # fmt: skip
+        if "latent_channels" in accepted:
+            params["latent_channels"] = latent_channels
+        params = {k: v for k, v in params.items() if k in accepted}
+
+        def make_d() -> Component:
+            return T.construct(info, params)  # type: ignore[arg-type]
+
+        def probe_d(objs: dict[str, Any]) -> dict[str, Any]:
+            dec = objs["part"].eval()
+            with torch.no_grad():
+                return {"x": dec(_latent(latent_channels, 3, 4))}
+
+        return _Plan(make_d, lambda: T.decoder_rules(make_d, latent_channels, factor),
+                     lambda fit: {"part": make_d()}, probe_d, make_d)  # fmt: skip
+
+    if kind == "quantizer":
+        def probe_q(objs: dict[str, Any]) -> dict[str, Any]:
+            q = objs["part"].eval()
+            sym = q.quantize(_latent(4) * ((q.alphabet_size or 16) / 4.5))
+            return {"symbols": sym, "values": q.from_symbols(sym)}
+
+        return _Plan(make, lambda: T.quantizer_rules(make), lambda fit: {"part": make()}, probe_q, make)
+
+    if kind == "rate":
+        q_info = _quantizer_for(registry, info.cls)
+        channels, factor = _geometry(registry, info.cls)
+
+        def make_q() -> Component:
+            return T.construct(q_info, _following(q_info, channels))
+
+        def build_r(fit: bool) -> dict[str, Any]:
+            rate, q = make(), make_q()
+            T.setup_rate(rate, q, channels, factor)  # type: ignore[arg-type]
+            return {"part": rate, "quantizer": q}
+
+        def probe_r(objs: dict[str, Any]) -> dict[str, Any]:
+            rate, q = objs["part"].eval(), objs["quantizer"].eval()
+            y = _latent(channels, 7, 5)
+            with torch.no_grad():
+                offset = rate.quantization_offset(q)
+                out = rate(q(y) if offset is None else q(y - offset) + offset, T.features_for(y), q)
+            res: dict[str, Any] = {"y_hat": out.y_hat}
+            for s in out.streams:
+                res[f"{s.spec.name}.symbols"] = s.symbols
+                res[f"{s.spec.name}.mask"] = s.full_mask()
+            return res
+
+        def state_r() -> torch.nn.Module:
+            return build_r(False)["part"]
+
+        return _Plan(make, lambda: T.rate_rules(make, make_q, channels, factor),  # type: ignore[arg-type]
+                     build_r, probe_r, state_r)  # fmt: skip
+
+    # coder: the streams of the rate it requires, or the checks' two streams
+    rate_names = info.cls.requires.get("rate")
+    specs: list[StreamSpec] = T.CODER_SPECS
+    rate_info = q_info = None
+    if rate_names:
+        rate_info = registry.get("rate", rate_names[0])
+        q_info = _quantizer_for(registry, rate_info.cls)
+
+    def partners() -> tuple[Any, list[StreamSpec]]:
+        if rate_info is None:
+            return None, list(T.CODER_SPECS)
+        channels, factor = _geometry(registry, rate_info.cls)
+        rate = T.construct(rate_info)
+        q = T.construct(q_info, _following(q_info, channels))  # type: ignore[arg-type]
+        return rate, T.setup_rate(rate, q, channels, factor)  # type: ignore[arg-type]
+
+    shared_rate, specs = partners()
+
+    def build_c(fit: bool) -> dict[str, Any]:
+        rate, sp = partners()
+        coder = make()
+        T.setup_coder(coder, sp, rate)  # type: ignore[arg-type]
+        if fit:
+            T._fit(coder, sp, torch.Generator().manual_seed(0))  # type: ignore[arg-type]
+        objs = {"part": coder}
+        if rate is not None:
+            objs["rate"] = rate
+        return objs
+
+    def probe_c(objs: dict[str, Any]) -> dict[str, Any]:
+        coder = objs["part"].eval()
+        res: dict[str, Any] = {}
+        for c in T._cases(specs, seed=4):
+            data = coder.encode(Stream(c.spec, c.sym, c.mask), c.ctx)
+            res[f"{c.spec.name}.bytes"] = data
+            res[f"{c.spec.name}.decoded"] = coder.decode(data, c.spec, c.shape, c.mask, c.ctx)
+        return res
+
+    def state_c() -> torch.nn.Module:
+        return build_c(False)["part"]
+
+    return _Plan(make, lambda: T.coder_rules(make, specs, shared_rate), build_c, probe_c,  # type: ignore[arg-type]
+                 state_c)  # fmt: skip
+
+
+# ---------------------------------------------------------------------------- results
+Status = Literal["passed", "failed", "skipped"]
+
+
+@dataclass
+class RuleResult:
+    """One rule's outcome: ``message`` is the failure (``rule "…" failed: …``) or why it was
+    skipped; ``hint`` what to fix; ``trace`` the traceback of an unexpected exception."""
+
+    rule: str
+    status: Status
+    message: str = ""
+    hint: str = ""
+    trace: str = ""
+
+
+@dataclass
+class CheckReport:
+    """Every rule's outcome for one component or baseline."""
+
+    kind: str
+    name: str
+    source: str
+    module: str
+    results: list[RuleResult] = field(default_factory=list)
+
+    @property
+    def label(self) -> str:
+        return f"{self.kind} {self.name!r} ({self.source})"
+
+    @property
+    def failed(self) -> list[RuleResult]:
+        return [r for r in self.results if r.status == "failed"]
+
+    @property
+    def ok(self) -> bool:
+        return not self.failed
+
+    def counts(self) -> dict[str, int]:
+        return {s: sum(r.status == s for r in self.results) for s in ("passed", "failed", "skipped")}
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"kind": self.kind, "name": self.name, "source": self.source, "module": self.module,
+                "ok": self.ok, **self.counts(),
+                "rules": [{"rule": r.rule, "status": r.status, "message": r.message, "hint": r.hint}
+                          for r in self.results]}  # fmt: skip
+
+
+def _where_raised(e: BaseException, info: Info) -> str:
+    """``file.py:LINE`` of the innermost frame in the plugin's own file (else the innermost)."""
+    frames = traceback.extract_tb(e.__traceback__)
+    if not frames:
+        return ""
+    try:
+        own = inspect.getsourcefile(info.cls)
+    except TypeError:
+        own = None
+    mine = [f for f in frames if own and f.filename == own]
+    f = (mine or frames)[-1]
+    return f"{Path(f.filename).name}:{f.lineno}"
+
+
+def _run(rule: T.Rule, info: Info) -> RuleResult:
+    try:
+        rule.run()
+    except T.ContractViolation as e:
+        return RuleResult(rule.name, "failed", f'rule "{e.rule}" failed: {e.detail}', e.hint)
+    except T.RuleSkipped as e:
+        return RuleResult(rule.name, "skipped", str(e))
+    except Exception as e:
+        at = _where_raised(e, info)
+        return RuleResult(
+            rule.name, "failed",
+            f'rule "{rule.name}" failed: {type(e).__name__}: {e}' + (f" (raised at {at})" if at else ""),
+            "fix the error, or raise codec_lab.errors.ConfigError for settings it cannot work with",
+            traceback.format_exc(),
+        )  # fmt: skip
+    return RuleResult(rule.name, "passed")
+
+
+def _skip_all(rules: Sequence[str], why: str) -> list[RuleResult]:
+    return [RuleResult(r, "skipped", why) for r in rules]
+
+
+def _registry_rules(registry: Registry, info: Info) -> list[T.Rule]:
+    """What only the registry can check: a rate's default components exist and compose."""
+    if info.kind != "rate":
+        return []
+    cls = info.cls
+
+    def defaults_exist() -> None:
+        rule = "default components are registered"
+        for kind, name in cls.default_components.items():
+            T.require(kind in KINDS, rule, f"default_components names unknown kind {kind!r}",
+                      did_you_mean(kind, KINDS))
+            T.require(name in registry.names(kind), rule, f"default {kind} {name!r} is not registered",
+                      did_you_mean(str(name), registry.names(kind)))
+
+    def composes() -> None:
+        from codec_lab.registry.compose import assemble_config, build_codec
+
+        rule = "composes with its default components into a working codec"
+        try:
+            cfg = assemble_config(registry, rate=info.name)
+            codec = build_codec(cfg["model"], registry).eval()
+        except CodecError as e:
+            raise T.ContractViolation(rule, f"`codec build --rate {info.name}` is refused: {e}",
+                                      "name every kind in default_components (encoder, quantizer, coder, "
+                                      "decoder) with components that work together") from None
+        f = codec.downsampling_factor
+        h, w = (2 * f, 3 * f) if f >= 16 else (32, 40)
+        x = T.photo(h, w).astype(np.float32)
+        x = torch.from_numpy(x).permute(2, 0, 1)[None] / 255.0
+        torch.manual_seed(0)
+        out = codec.decompress(**codec.compress(x))["x_hat"]
+        with torch.no_grad():
+            ref = codec(x)["x_hat"].clamp(0, 1)
+        T.require(torch.equal(out, ref), rule, "compress → decompress differs from the codec's eval forward",
+                  "decode_mask/reconstruct must give the decoder exactly what forward gave it")
+
+    return [T.Rule("default components are registered", defaults_exist),
+            T.Rule("composes with its default components into a working codec", composes)]  # fmt: skip
+
+
+def _rule_names(registry: Registry, info: Info) -> list[str]:
+    try:
+        return [r.name for r in _plan(registry, info).rules()]
+    except Exception:
+        return []
+
+
+def _check_in_process(registry: Registry, info: Info) -> CheckReport:
+    report = CheckReport(info.kind, info.name, info.source, info.cls.__module__)
+    add = report.results.append
+    add(_run(T.Rule("registry metadata", lambda: T.check_info(info)), info))
+    if info.kind == "baseline":
+        construct_rule = T.Rule("constructs without arguments", lambda: info.cls())
+    else:
+        construct_rule = T.Rule("constructs with its defaults", lambda: T.construct(info))  # type: ignore[arg-type]
+    built = _run(construct_rule, info)
+    add(built)
+    if built.status != "passed":
+        why = f'not run: rule "{construct_rule.name}" failed'
+        report.results += _skip_all(_rule_names(registry, info), why)
+        return report
+    try:
+        plan = _plan(registry, info)
+        rules = plan.rules()
+    except Exception as e:  # a partner cannot be set up: name it
+        add(RuleResult("sets up with its partners", "failed",
+                       f'rule "sets up with its partners" failed: {type(e).__name__}: {e}',
+                       "a rate is checked with its default quantizer, a coder with the streams of the rate "
+                       "it requires, a decoder with the same-named encoder's latent",
+                       traceback.format_exc()))  # fmt: skip
+        return report
+    for rule in rules:
+        add(_run(rule, info))
+    if plan.state_make is not None:
+        add(_run(T.Rule("state dict round trip",
+                        lambda: T.check_state_dict_round_trip(plan.state_make)), info))  # type: ignore[arg-type]
+    for rule in _registry_rules(registry, info):
+        add(_run(rule, info))
+    return report
+
+
+# ---------------------------------------------------------------------------- fresh process
+def _states(objs: Mapping[str, Any]) -> dict[str, Any]:
+    return {k: v.state_dict() for k, v in objs.items() if isinstance(v, torch.nn.Module)}
+
+
+def _same(a: Any, b: Any) -> str | None:
+    """None when the probes agree, else what differs."""
+    if set(a) != set(b):
+        return f"it produced {sorted(b)} instead of {sorted(a)}"
+    for key in a:
+        x, y = a[key], b[key]
+        if isinstance(x, bytes):
+            if x != y:
+                return f"{key}: {len(y)} bytes there, {len(x)} here" + (" (same length, other bytes)"
+                                                                         if len(x) == len(y) else "")
+            continue
+        if isinstance(x, np.ndarray):
+            x, y = torch.from_numpy(np.ascontiguousarray(x)), torch.from_numpy(np.ascontiguousarray(y))
+        if isinstance(x, torch.Tensor):
+            if not isinstance(y, torch.Tensor) or x.shape != y.shape or x.dtype != y.dtype:
+                return f"{key}: another shape or dtype"
+            if x.is_floating_point():
+                if not torch.allclose(x, y, rtol=1e-4, atol=1e-5):
+                    return f"{key}: values differ by up to {float((x - y).abs().max()):.3g}"
+            elif not torch.equal(x, y):
+                return f"{key}: {int((x != y).sum())} of {x.numel()} values differ"
+    return None
+
+
+def _plugin_modules(registry: Registry) -> tuple[list[str], bool]:
+    """The modules of the non-built-in plugins (to import in a fresh process), and whether some
+    plugin is no module (then the fresh process loads the entry points itself)."""
+    extra, objects = [], False
+    for name, plugin in registry.pm.list_name_plugin():
+        if name in BUILTIN_PLUGINS:
+            continue
+        if isinstance(plugin, ModuleType):
+            extra.append(plugin.__name__)
+        else:
+            objects = True
+    return extra, objects
+
+
+FRESH_HINT = ("keep everything it codes with in buffers or parameters (its state dict), draw no random "
+              "numbers in eval mode or while coding (or seed them), and make it constructible by name "
+              "(install the package, or name its module in CODEC_PLUGINS)")
+
+
+def _fail(detail: str) -> RuleResult:
+    return RuleResult(FRESH_RULE, "failed", f'rule "{FRESH_RULE}" failed: {detail}', FRESH_HINT)
+
+
+CHILD = "import sys; from codec_lab.registry import plugin_check as p; p.fresh_process_main(sys.argv[1])"
+
+
+def _run_child(request: Path, answer: Path, objects: bool, timeout: float) -> str | None:
+    """Run the fresh process; None when it answered, else what went wrong."""
+    env = dict(os.environ)
+    # The modules found here are found there: this sys.path, less the interpreter's own folders
+    # (the fresh interpreter has those, in its order). It runs in an empty folder, so that
+    # nothing in the working folder shadows a module.
+    own = tuple(str(Path(p).resolve()) for p in {sys.prefix, sys.base_prefix})
+    paths = [str(Path(p).resolve()) for p in sys.path if p and Path(p).exists()]
+    env["PYTHONPATH"] = os.pathsep.join(dict.fromkeys(p for p in paths if not p.startswith(own)))
+    if not objects:  # every plugin is a module, named in the request
+        env["CODEC_DISABLE_PLUGIN_AUTOLOAD"] = "1"
+    try:
+        proc = subprocess.run([sys.executable, "-c", CHILD, str(request)], env=env, capture_output=True,
+                              text=True, timeout=timeout, cwd=request.parent)  # fmt: skip
+    except subprocess.TimeoutExpired:
+        return f"the fresh process ran longer than {timeout:.0f} s"
+    if proc.returncode != 0 or not answer.exists():
+        last = (proc.stderr.strip().splitlines() or [f"exit status {proc.returncode}"])[-1]
+        return f"the fresh process failed: {last}"
+    return None
+
+
+def _fresh_process(registry: Registry, infos: Sequence[Info], timeout: float = 600) -> list[RuleResult]:
+    """Build each component here and in a new Python process, by name; compare what they code."""
+    extra, objects = _plugin_modules(registry)
+    results: dict[int, RuleResult] = {}
+    here: dict[int, dict[str, Any]] = {}
+    with tempfile.TemporaryDirectory(prefix="codec-check-") as tmp:
+        targets = []
+        for i, info in enumerate(infos):
+            try:
+                plan = _plan(registry, info)
+                torch.manual_seed(0)
+                objs = plan.build(True)
+                why = objs["part"].unavailable() if info.kind == "baseline" else None
+                if why:
+                    results[i] = RuleResult(FRESH_RULE, "skipped", f"unavailable here: {why}")
+                    continue
+                here[i] = plan.probe(objs)
+            except Exception as e:
+                why = f"not run: it fails here: {type(e).__name__}: {e}"
+                results[i] = RuleResult(FRESH_RULE, "skipped", why)
+                continue
+            path = Path(tmp) / f"state{i}.pt"
+            torch.save(_states(objs), path)
+            targets.append({"index": i, "kind": info.kind, "name": info.name, "state": str(path)})
+        if targets:
+            request, answer = Path(tmp) / "request.json", Path(tmp) / "answer.pt"
+            request.write_text(json.dumps({"targets": targets, "extra": extra, "entry_points": objects,
+                                           "threads": torch.get_num_threads(), "answer": str(answer)}))
+            failure = _run_child(request, answer, objects, timeout)
+            there = torch.load(answer, weights_only=False) if failure is None else {}
+            for t in targets:
+                i = t["index"]
+                got = there.get(i, {})
+                if failure is not None:
+                    results[i] = _fail(failure)
+                elif got.get("error"):
+                    results[i] = _fail(f"a fresh Python process could not build it by name and code with it: "
+                                       f"{got['error']}")  # fmt: skip
+                else:
+                    diff = _same(here[i], got["probe"])
+                    results[i] = RuleResult(FRESH_RULE, "passed") if diff is None else _fail(
+                        "built by name in a fresh Python process with this one's state dict, it coded the "
+                        f"same input differently ({diff})")  # fmt: skip
+    return [results[i] for i in range(len(infos))]
+
+
+def fresh_process_main(request_path: str) -> None:
+    """The fresh process's side of the determinism rule (run by :func:`check`)."""
+    import warnings
+
+    warnings.filterwarnings("ignore")
+    request = json.loads(Path(request_path).read_text())
+    torch.set_num_threads(int(request["threads"]))
+    registry = Registry(make_plugin_manager(entry_points=bool(request["entry_points"]) or None,
+                                            extra=tuple(request["extra"])))  # fmt: skip
+    answers: dict[int, dict[str, Any]] = {}
+    for t in request["targets"]:
+        try:
+            info = find(registry, t["name"], t["kind"])[0]
+            plan = _plan(registry, info)
+            torch.manual_seed(20240611)  # not the seed the other process built with
+            objs = plan.build(False)
+            states = torch.load(t["state"], weights_only=False)
+            for key, sd in states.items():
+                _load(objs[key], sd)
+            answers[t["index"]] = {"probe": plan.probe(objs)}
+        except Exception as e:
+            answers[t["index"]] = {"error": f"{type(e).__name__}: {e}"}
+    torch.save(answers, request["answer"])
+
+
+# ---------------------------------------------------------------------------- check
+def check(registry: Registry, infos: Sequence[Info], *, fresh_process: bool = True) -> list[CheckReport]:
+    """Run every rule on each of ``infos``; every failure is reported (none stops the others)."""
+    reports = [_check_in_process(registry, info) for info in infos]
+    if fresh_process:
+        runnable = [i for i, r in enumerate(reports) if r.results[1].status == "passed"
+                    and all(x.rule != "sets up with its partners" for x in r.failed)]
+        fresh = _fresh_process(registry, [infos[i] for i in runnable])
+        for i, res in zip(runnable, fresh, strict=True):
+            reports[i].results.append(res)
+    return reports
