@@ -822,6 +822,12 @@ def coder_rules(
             # the skewed symbols, and a grid of their mode: the most symbols per byte a fitted model allows
             mode = c.spec.alphabet // 2 if c.spec.alphabet else 0
             grids = [c.sym, torch.full(c.shape, mode, dtype=torch.int64)]
+            if c.spec.alphabet:
+                # a run of the lowest symbol: an ANS coder starting from an empty state may code it
+                # for free, so a bound from the cost of the likeliest symbol would be wrong
+                tail = torch.zeros(c.shape, dtype=torch.int64)
+                tail.view(-1)[0] = c.spec.alphabet - 1
+                grids += [torch.zeros(c.shape, dtype=torch.int64), tail]
             for g in grids:
                 data = coder.encode(Stream(c.spec, g), c.ctx)
                 most = coder.max_symbols(len(data), c.spec)
