@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import multiprocessing as mp
+import os
 import queue as queue_mod
 import threading
 import time
@@ -19,6 +20,7 @@ import traceback
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from dataclasses import dataclass, field
+from multiprocessing.managers import SyncManager
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -205,6 +207,17 @@ def _guarded(
     return None
 
 
+def _follow_parent(parent: int) -> None:
+    """Worker initializer: exit when the compare that started this worker is gone (killed, even
+    by SIGKILL), so no orphan keeps training and writing into the report folder."""
+    def watch() -> None:
+        while os.getppid() == parent:
+            time.sleep(0.5)
+        os._exit(1)
+
+    threading.Thread(target=watch, daemon=True).start()
+
+
 # ---------------------------------------------------------------- parent side
 
 
@@ -241,7 +254,11 @@ def run_plan(
         return outcome
     (out / "points").mkdir(parents=True, exist_ok=True)
     ctx = mp.get_context("spawn")
-    with ctx.Manager() as manager, ProcessPoolExecutor(max_workers=max(1, jobs), mp_context=ctx) as pool:
+    pool = ProcessPoolExecutor(max_workers=max(1, jobs), mp_context=ctx, initializer=_follow_parent,
+                               initargs=(os.getpid(),))  # fmt: skip
+    manager = SyncManager(ctx=ctx)
+    manager.start(_follow_parent, (os.getpid(),))
+    with manager, pool:
         q = manager.Queue()
         finished = threading.Event()
 
@@ -275,6 +292,13 @@ def run_plan(
                         outcome.failed[job.key] = error
                         if progress is not None:
                             progress.job_event(job.key, "failed", {"error": error})
+        except BaseException:
+            # Interrupted (Ctrl-C, SIGTERM turned into an exception): stop the running jobs now
+            # rather than wait for them; their points were not saved and are done again on rerun.
+            for p in list(getattr(pool, "_processes", {}).values()):
+                p.terminate()
+            pool.shutdown(wait=False, cancel_futures=True)
+            raise
         finally:
             time.sleep(0.3)  # let the relay drain the last events
             finished.set()

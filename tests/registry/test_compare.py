@@ -214,8 +214,12 @@ def test_a_killed_compare_resumes(tmp_path: Path, data_dirs) -> None:
     while not first.is_file() and proc.poll() is None and time.monotonic() < deadline:
         time.sleep(0.2)
     assert first.is_file(), "no point was measured"
-    os.killpg(proc.pid, signal.SIGKILL)  # the whole process group: the workers too
+    os.kill(proc.pid, signal.SIGKILL)  # the compare only: its workers must notice and stop
     proc.wait()
+    time.sleep(2)
+    left = sorted(f.name for f in (out / "points").glob("*.json"))
+    time.sleep(8)  # an orphaned worker would go on and save its next point
+    assert sorted(f.name for f in (out / "points").glob("*.json")) == left
     stamp = first.stat().st_mtime_ns
     done = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stderr
