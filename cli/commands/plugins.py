@@ -199,7 +199,7 @@ def show_cmd(
       codec plugins show admm
       codec plugins show cae --kind decoder
     """
-    from codec_lab.registry.plugin_check import describe, find
+    from codec_lab.registry.plugin_info import describe, find
 
     registry = Registry()
     described = [describe(registry, info) for info in find(registry, name, kind)]
