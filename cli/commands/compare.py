@@ -124,7 +124,8 @@ def _print_plan(plan: Plan, jobs: int) -> None:
     total = plan.estimate_s()
     out.print(f"{len(plan.jobs)} job(s), {sum(len(plan.point_keys(j)) for j in plan.jobs)} point(s); "
               f"estimated {total / 60:.0f} min one after another, about {total / 60 / max(1, jobs):.0f} min "
-              f"with --jobs {jobs} (from the presets' measured step times on a 2-core CPU)",
+              f"with --jobs {jobs} (from the step times each preset records: measured at 2 threads on a "
+              "2-core CPU for quick and cpu, a guess for paper)",
               highlight=False)  # fmt: skip
     for n in plan.notices:
         out.print(f"Notice: {n}", highlight=False)
