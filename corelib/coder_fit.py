@@ -21,13 +21,16 @@ when that is set. Both stop at a deadline (``train.time_limit``), after at least
 from __future__ import annotations
 
 import csv
+import io
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import torch
 
+from codec_lab.corelib.checkpoint import capture_rng, restore_rng
 from codec_lab.corelib.codec import Codec
 from codec_lab.corelib.config import TrainConfig
 from codec_lab.corelib.data import CropSampler
@@ -134,15 +137,28 @@ class CoderFitter:
     def _late(self, done: int) -> bool:
         return bool(done) and self.deadline is not None and time.perf_counter() > self.deadline
 
-    def run(self) -> CoderFit:
-        """Run the stage; the codec ends in eval mode."""
+    def run(
+        self,
+        resume: Mapping[str, Any] | None = None,
+        on_checkpoint: Callable[[dict[str, Any]], None] | None = None,
+    ) -> CoderFit:
+        """Run the stage; the codec ends in eval mode.
+
+        Args:
+            resume: the stage's state from a checkpoint (what ``on_checkpoint`` received),
+                with the coder's parameters already loaded: a trained stage continues from
+                it. A counted fit is deterministic and cheap, so it starts over.
+            on_checkpoint: receives the trained stage's state at every checkpoint interval
+                (a build writes it into ``checkpoint.pt`` with the model); None writes the
+                coder and that state to ``coder_checkpoint.pt`` in ``run_dir``.
+        """
         t0 = time.perf_counter()
         result = CoderFit(self.fitting)
         self.codec.to(self.device).eval()
         if self.fitting == "counted":
             result.images = self._count()
         elif self.fitting == "trained":
-            result.steps, result.last_loss = self._train()
+            result.steps, result.last_loss = self._train(resume, on_checkpoint)
         self.codec.eval()
         result.seconds = time.perf_counter() - t0
         return result
@@ -168,7 +184,11 @@ class CoderFitter:
         return done
 
     # ------------------------------------------------------------------ trained
-    def _train(self) -> tuple[int, float | None]:
+    def _train(
+        self,
+        resume: Mapping[str, Any] | None,
+        on_checkpoint: Callable[[dict[str, Any]], None] | None,
+    ) -> tuple[int, float | None]:
         coder, cfg = self.codec.coder, self.cfg
         params = [p for p in coder.parameters() if p.requires_grad]
         if not params:
@@ -178,11 +198,32 @@ class CoderFitter:
         steps = self.plan_steps()
         batch = cfg.coder_batch_size or cfg.batch_size
         log_every = max(1, min(50, steps // 10))
+        save_every = cfg.checkpoint_every or log_every
         coder.fit_begin()
         self.progress.start(f"{self.label}training the {type(coder).name} coder (steps)", steps)
         t0 = time.perf_counter()
         total, count, last, done = 0.0, 0, None, 0
-        for step in range(1, steps + 1):
+        if resume is not None:
+            opt.load_state_dict(resume["optimizer"])
+            sampler.load_state_dict(resume["sampler"])
+            restore_rng(resume["rng"])
+            done, total, count, last = (int(resume["step"]), float(resume["total"]), int(resume["count"]),
+                                        resume["last"])  # fmt: skip
+            t0 -= float(resume.get("seconds", 0.0))
+            self._trim_log(done)
+            self.progress.advance(done)
+
+        def save(step: int) -> None:
+            state = {"step": step, "optimizer": opt.state_dict(), "sampler": sampler.state_dict(),
+                     "rng": capture_rng(self.device), "total": total, "count": count, "last": last,
+                     "seconds": time.perf_counter() - t0}  # fmt: skip
+            if on_checkpoint is not None:
+                on_checkpoint(state)
+            elif self.run_dir is not None:
+                with atomic_output(self.run_dir / "coder_checkpoint.pt", overwrite=True) as tmp:
+                    torch.save({"coder": coder.state_dict(), **state}, tmp)
+
+        for step in range(done + 1, steps + 1):
             if self._late(done):
                 self.progress.message(f"time limit reached: coder trained {done} of {steps} steps")
                 break
@@ -204,8 +245,9 @@ class CoderFitter:
                 last = total / count
                 self._log({"step": step, "loss": last, "lr": cfg.coder_lr,
                            "seconds": round(time.perf_counter() - t0, 2)})  # fmt: skip
-                self._checkpoint(step, opt)
                 total, count = 0.0, 0
+            if step % save_every == 0 or step == steps:
+                save(step)
         coder.fit_end()
         self.progress.stop()
         return done, last
@@ -221,9 +263,16 @@ class CoderFitter:
                 w.writeheader()
             w.writerow(row)
 
-    def _checkpoint(self, step: int, opt: torch.optim.Optimizer) -> None:
-        if self.run_dir is None:
+    def _trim_log(self, step: int) -> None:
+        """On resume: drop log rows written after the checkpoint by the interrupted process."""
+        path = None if self.run_dir is None else self.run_dir / "coder_log.csv"
+        if path is None or not path.exists():
             return
-        state = {"coder": self.codec.coder.state_dict(), "optimizer": opt.state_dict(), "step": step}
-        with atomic_output(self.run_dir / "coder_checkpoint.pt", overwrite=True) as tmp:
-            torch.save(state, tmp)
+        with path.open(newline="") as f:
+            rows = [r for r in csv.DictReader(f) if float(r.get("step") or 0) <= step]
+        buf = io.StringIO()
+        w = csv.DictWriter(buf, fieldnames=CODER_LOG_FIELDS, extrasaction="ignore")
+        w.writeheader()
+        w.writerows(rows)
+        with atomic_output(path, overwrite=True) as tmp:
+            tmp.write_text(buf.getvalue())

@@ -70,6 +70,9 @@ class TrainConfig:
         coder_batch_size: crops per step of a trained coder's stage (null: ``batch_size``).
         time_limit: minutes of training; after the first epoch the run is shortened to the
             steps that fit (schedules are planned on the shortened run). null: no limit.
+        checkpoint_every: also checkpoint every this many optimizer steps inside an epoch
+            (and of a trained coder's stage), so an interrupted build loses at most that many;
+            null: at the end of every epoch (and every logged interval of the coder stage).
     """
 
     epochs: int = 40
@@ -93,6 +96,7 @@ class TrainConfig:
     coder_lr: float = 1e-3
     coder_batch_size: int | None = None
     time_limit: float | None = None
+    checkpoint_every: int | None = None
 
     def check(self) -> None:
         """Refuse values out of range, naming the key."""
@@ -100,7 +104,8 @@ class TrainConfig:
         for key, value in positive.items():
             if value < 1:
                 raise ConfigError(f"train.{key} must be >= 1, got {value}")
-        for key in ("steps", "steps_per_epoch", "fit_images", "coder_steps", "coder_batch_size"):
+        for key in ("steps", "steps_per_epoch", "fit_images", "coder_steps", "coder_batch_size",
+                    "checkpoint_every"):
             value = getattr(self, key)
             if value is not None and value < 1:
                 raise ConfigError(f"train.{key} must be >= 1 or null, got {value}")

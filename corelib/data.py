@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -61,6 +62,16 @@ class CropSampler:
         if torch.rand((), generator=self.gen) < 0.5:
             patch = patch.flip(-2)
         return patch
+
+    def state_dict(self) -> dict[str, Any]:
+        """Where the sampler is in its random sequence (saved in checkpoints)."""
+        return {"generator": self.gen.get_state(), "order": list(self._order)}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Continue from a :meth:`state_dict`: the next batches are those the saved sampler
+        would have drawn."""
+        self.gen.set_state(state["generator"])
+        self._order = [int(i) for i in state["order"]]
 
     def batch(self, n: int) -> torch.Tensor:
         """A (n, 3, crop, crop) batch in [0, 1]."""

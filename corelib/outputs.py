@@ -2,8 +2,9 @@
 permissions the user's umask gives.
 
 Every file the project writes goes through :func:`atomic_output`: the data lands in a
-temporary file beside the target and is moved into place only once complete, so an
-interrupted command leaves either the old file or the new one, never half of one.
+temporary file beside the target, is flushed to disk (fsync) and only then moved into place,
+so an interrupted command — or a power cut — leaves either the old file or the new one,
+never half of one.
 """
 
 from __future__ import annotations
@@ -90,6 +91,21 @@ def _publish(tmp: Path, target: Path, overwrite: bool) -> None:
         os.replace(tmp, target)
 
 
+def _fsync(path: Path) -> None:
+    """Flush a file's (or a folder's entries') data to disk: a rename is durable only once both
+    the data and the folder entry are (a power cut must not leave an empty checkpoint)."""
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except OSError:
+        return  # e.g. folders on Windows cannot be opened; the rename still happened
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass  # some file systems (pipes, certain FUSE mounts) refuse fsync; nothing to flush there
+    finally:
+        os.close(fd)
+
+
 @contextmanager
 def atomic_output(path: str | Path, *, overwrite: bool = False) -> Iterator[Path]:
     """Yield a temporary path beside ``path``; move it into place only on success.
@@ -117,7 +133,9 @@ def atomic_output(path: str | Path, *, overwrite: bool = False) -> Iterator[Path
         except OSError:
             mode = default_file_mode()
         os.chmod(tmp_path, mode)
+        _fsync(tmp_path)
         _publish(tmp_path, target, overwrite)
+        _fsync(target.parent)
     except OSError as e:
         raise OutputError(f"cannot write {target}: {e.strerror}",
                           "choose a writable output path") from e

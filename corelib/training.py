@@ -4,17 +4,20 @@ stage that fits the entropy coder on the training codes."""
 from __future__ import annotations
 
 import csv
+import dataclasses
+import io
 import math
 import random
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 
+from codec_lab.corelib.checkpoint import CHECKPOINT, capture_rng, restore_rng, save_checkpoint
 from codec_lab.corelib.codec import Codec
 from codec_lab.corelib.coder_fit import CoderFitter
 from codec_lab.corelib.config import TrainConfig
@@ -47,6 +50,35 @@ class TrainResult:
     """Training images a counted coder was fitted on (0: none)."""
     fit_steps: int = 0
     """Optimizer steps of a trained coder's stage (0: none)."""
+
+
+@dataclass
+class _Loop:
+    """Where the training loop stands; saved in every checkpoint (plain values only)."""
+
+    epoch: int = 0
+    """The epoch in progress (from 0); equals the epoch count once training is done."""
+    in_epoch: int = 0
+    """Steps taken in the epoch in progress."""
+    step: int = 0
+    sums: dict[str, float] = field(default_factory=dict)
+    """Running sums of the logged values over the epoch in progress."""
+    lr_scale: float = 1.0
+    """The rate plugin's learning-rate scale already applied to the optimizer."""
+    planned: bool = False
+    """Whether the time limit has shortened the plan (done once, after the first epoch)."""
+    history: list[dict[str, Any]] = field(default_factory=list)
+    elapsed: float = 0.0
+    """Seconds spent so far, over every process that worked on the run."""
+    train_seconds: float = 0.0
+    fit_seconds: float = 0.0
+    fit_images: int = 0
+    fit_steps: int = 0
+    started: float = 0.0
+    """``time.perf_counter()`` at the (virtual) start: now minus the seconds spent before."""
+
+    def elapsed_now(self) -> float:
+        return time.perf_counter() - self.started
 
 
 def _net_aux_split(codec: Codec) -> tuple[list[torch.nn.Parameter], list[torch.nn.Parameter]]:
@@ -97,6 +129,8 @@ class Trainer:
         self.loss_fn = distortion_loss(cfg.loss, cfg.crop)
         self.fitter = CoderFitter(codec, cfg, self.fit_images, sampler=sampler, run_dir=run_dir,
                                   progress=self.progress, device=self.device, label="2/2 ")  # fmt: skip
+        self._opts: tuple[torch.optim.Optimizer, torch.optim.Optimizer | None, Any] | None = None
+        self._ctx = TrainContext()
         # The rate's declared scalars are logged after the fixed columns.
         self.log_fields = (*LOG_FIELDS, *(c.key for c in codec.rate.report_columns))
 
@@ -126,22 +160,74 @@ class Trainer:
                 w.writeheader()
             w.writerow(row)
 
-    def _checkpoint(self, epoch: int, step: int, opt: torch.optim.Optimizer, sched: Any) -> None:
+    def _rewrite_log(self, history: list[dict[str, Any]]) -> None:
+        """On resume: the log holds exactly the checkpoint's epochs (rows written after the
+        last checkpoint, by the interrupted process, are dropped)."""
         if self.run_dir is None:
             return
+        buf = io.StringIO()
+        w = csv.DictWriter(buf, fieldnames=self.log_fields, extrasaction="ignore")
+        w.writeheader()
+        w.writerows(history)
+        with atomic_output(self.run_dir / "train_log.csv", overwrite=True) as tmp:
+            tmp.write_text(buf.getvalue())
+
+    def _save(self, stage: str, loop: _Loop, fit: dict[str, Any] | None = None) -> None:
+        """Write ``checkpoint.pt``: the whole training state at a step boundary."""
+        if self.run_dir is None or self._opts is None:
+            return
+        opt, aux_opt, sched = self._opts
         state = {
+            "stage": stage,
             "model": self.codec.state_dict(),
             "optimizer": opt.state_dict(),
+            "aux_optimizer": None if aux_opt is None else aux_opt.state_dict(),
             "scheduler": sched.state_dict(),
-            "epoch": epoch,
-            "step": step,
+            "rate": self.codec.rate.train_state(),
+            "loop": {**asdict(loop), "elapsed": loop.elapsed_now()},
+            "context": {"lr_scale": self._ctx.lr_scale, "distortion_only": self._ctx.distortion_only},
+            "plan": {"total_steps": self.total_steps, "total_epochs": self.total_epochs},
+            "rng": capture_rng(self.device),
+            "sampler": self.sampler.state_dict(),
+            "fit": fit,
+            # Kept for readers of format 1 (tests, users' scripts): the last completed epoch.
+            "epoch": loop.epoch,
+            "step": loop.step,
         }
-        with atomic_output(self.run_dir / "checkpoint.pt", overwrite=True) as tmp:  # each epoch
-            torch.save(state, tmp)
+        save_checkpoint(self.run_dir / CHECKPOINT, state)
 
-    def run(self) -> TrainResult:
-        """Train, call the rate plugin's hooks, fit the coder; return the history."""
-        self._seed()
+    def _restore(self, ckpt: dict[str, Any], ctx: TrainContext) -> _Loop:
+        """Put the codec, optimizers, rate, plan and random states back as checkpointed."""
+        assert self._opts is not None
+        opt, aux_opt, sched = self._opts
+        self.codec.load_state_dict(ckpt["model"], strict=True)
+        opt.load_state_dict(ckpt["optimizer"])
+        if aux_opt is not None and ckpt.get("aux_optimizer") is not None:
+            aux_opt.load_state_dict(ckpt["aux_optimizer"])
+        sched.load_state_dict(ckpt["scheduler"])
+        self.codec.rate.load_train_state(ckpt.get("rate") or {})
+        plan = ckpt["plan"]
+        self.total_steps, self.total_epochs = int(plan["total_steps"]), int(plan["total_epochs"])
+        ctx.total_steps, ctx.total_epochs = self.total_steps, self.total_epochs
+        ctx.lr_scale = float(ckpt["context"]["lr_scale"])
+        ctx.distortion_only = bool(ckpt["context"]["distortion_only"])
+        fields = {f.name for f in dataclasses.fields(_Loop)}
+        loop = _Loop(**{k: v for k, v in ckpt["loop"].items() if k in fields})
+        loop.started = time.perf_counter() - loop.elapsed
+        ctx.epoch, ctx.step = min(loop.epoch, self.total_epochs - 1), loop.step
+        self.sampler.load_state_dict(ckpt["sampler"])
+        restore_rng(ckpt["rng"])
+        self._rewrite_log(loop.history)
+        return loop
+
+    def run(self, resume: dict[str, Any] | None = None) -> TrainResult:
+        """Train, call the rate plugin's hooks, fit the coder; return the history.
+
+        Args:
+            resume: a checkpoint (:func:`~codec_lab.corelib.checkpoint.load_checkpoint`) of an
+                interrupted run of the same config: training continues from it, to the same
+                weights an uninterrupted run reaches (same machine and thread count).
+        """
         codec, cfg = self.codec.to(self.device), self.cfg
         net, aux = _net_aux_split(codec)
         opt = torch.optim.Adam(net, lr=cfg.lr, weight_decay=cfg.weight_decay)
@@ -149,111 +235,172 @@ class Trainer:
         sched = torch.optim.lr_scheduler.ReduceLROnPlateau(
             opt, mode="min", factor=cfg.lr_factor, patience=cfg.lr_patience
         )
-        ctx = TrainContext(total_epochs=self.total_epochs, total_steps=self.total_steps)
+        self._opts = (opt, aux_opt, sched)
+        self._ctx = ctx = TrainContext(total_epochs=self.total_epochs, total_steps=self.total_steps)
         codec.train()
-        codec.rate.on_train_start(ctx)
-        history: list[dict[str, Any]] = []
-        t0 = time.perf_counter()
-        t_first = t0
-        step, lr_scale = 0, 1.0
+        if resume is None:
+            self._seed()
+            codec.rate.on_train_start(ctx)
+            loop = _Loop(started=time.perf_counter())
+        else:
+            loop = self._restore(resume, ctx)
+            self.progress.message(self._resume_line(resume["stage"], loop))
+        stage = "train" if resume is None else resume["stage"]
+        if stage == "train":
+            self._train(loop, ctx, net, aux_opt)
+            codec.rate.on_train_end(ctx)
+            loop.train_seconds = loop.elapsed_now()
+            self._save("fit", loop)
+        if stage in ("train", "fit"):
+            t1 = time.perf_counter()
+            self.fitter.train_steps = loop.step
+            self.fitter.deadline = (loop.started + cfg.time_limit * 60
+                                    if cfg.time_limit is not None else None)  # fmt: skip
+            fit_resume = resume.get("fit") if resume is not None and stage == "fit" else None
+            before = float(fit_resume.get("seconds", 0.0)) if fit_resume else 0.0
+            fit_state: dict[str, Any] = {}
+
+            def fit_checkpoint(state: dict[str, Any]) -> None:
+                fit_state.clear()
+                fit_state.update(state)
+                self._save("fit", loop, state)
+
+            fit = self.fitter.run(resume=fit_resume, on_checkpoint=fit_checkpoint)
+            # Tables from quantiles found by bisection, not only the aux loss: a short run's
+            # quantiles have not converged, and symbols outside them cost escape bits.
+            codec.update(force=True, update_quantiles=True)
+            loop.fit_seconds = before + time.perf_counter() - t1
+            loop.fit_images, loop.fit_steps = fit.images, fit.steps
+            self._save("fitted", loop, fit_state or None)  # the stage's last state, for the record
+        codec.eval()
+        return TrainResult(loop.step, self.total_epochs, loop.train_seconds, loop.fit_seconds,
+                           list(loop.history), fit_images=loop.fit_images,
+                           fit_steps=loop.fit_steps)  # fmt: skip
+
+    def _resume_line(self, stage: str, loop: _Loop) -> str:
+        if stage == "train":
+            return (f"resuming at step {loop.step}/{self.total_steps} (epoch {loop.epoch + 1}/"
+                    f"{self.total_epochs}), {loop.elapsed:.0f} s trained so far")
+        if stage == "fit":
+            return "resuming at the coder-fitting stage (training is complete)"
+        return "resuming after training and coder fit: evaluating and saving"
+
+    def _train(self, loop: _Loop, ctx: TrainContext, net: list[torch.nn.Parameter],
+               aux_opt: torch.optim.Optimizer | None) -> None:  # fmt: skip
+        """Stage 1: the optimizer steps, from wherever ``loop`` stands."""
+        codec, cfg = self.codec, self.cfg
+        opt, _, sched = self._opts  # type: ignore[misc]
         stages = 2 if self.fits_coder else 1
         self.fitter.train_steps = self.total_steps
-        if stages == 2:
+        if stages == 2 and loop.step == 0:
             self.progress.message(f"stage 1/2: training, {self.total_steps} steps; stage 2/2: "
                                   f"{self.fitter.describe()}")  # fmt: skip
         self.progress.start("training (steps)" if stages == 1 else "1/2 training (steps)",
                             self.total_steps)
-        epoch = -1
-        while epoch + 1 < self.total_epochs:
-            epoch += 1
+        if loop.step:
+            self.progress.advance(loop.step)
+        t_first = time.perf_counter()
+        start_step = loop.step
+        while loop.epoch < self.total_epochs:
+            epoch = loop.epoch
             ctx.epoch = epoch
-            sums: dict[str, float] = {}
-            n = 0
-            while n < self.steps_per_epoch and step < self.total_steps:
-                if ctx.lr_scale != lr_scale:  # a rate plugin switched stage
+            while loop.in_epoch < self.steps_per_epoch and loop.step < self.total_steps:
+                if ctx.lr_scale != loop.lr_scale:  # a rate plugin switched stage
                     for g in opt.param_groups:
-                        g["lr"] *= ctx.lr_scale / lr_scale
-                    lr_scale = ctx.lr_scale
-                x = self.sampler.batch(cfg.batch_size).to(self.device)
-                out = codec(x)
-                dist = self.loss_fn(x, out["x_hat"])
-                with_rate = epoch >= cfg.warmup_epochs and not ctx.distortion_only
-                loss = dist + (out["rate_loss"] if with_rate else 0.0)
-                coder_loss = codec.coder.loss(out["rate"].streams)
-                if coder_loss is not None:
-                    loss = loss + coder_loss
-                opt.zero_grad(set_to_none=True)
-                loss.backward()
-                if cfg.grad_clip:
-                    torch.nn.utils.clip_grad_norm_(net, cfg.grad_clip)
-                opt.step()
-                if aux_opt is not None:
-                    aux_opt.zero_grad(set_to_none=True)
-                    aux_loss = codec.aux_loss()
-                    aux_loss.backward()
-                    aux_opt.step()
-                step += 1
-                if step == 1:  # the first step pays for warm-up (allocations, cuDNN's choice)
+                        g["lr"] *= ctx.lr_scale / loop.lr_scale
+                    loop.lr_scale = ctx.lr_scale
+                vals = self._step(ctx, epoch, net, opt, aux_opt)
+                loop.step += 1
+                loop.in_epoch += 1
+                if loop.step == start_step + 1:  # the first step pays for warm-up (allocations)
                     t_first = time.perf_counter()
-                n += 1
-                ctx.step = step
-                codec.rate.on_batch_end(ctx, out["rate"])
-                with torch.no_grad():
-                    num_pixels = x.shape[0] * x.shape[2] * x.shape[3]
-                    mse = ((x - out["x_hat"].clamp(0, 1)) ** 2).flatten(1).mean(1).clamp_min(1e-10)
-                    vals = {
-                        "loss": float(loss),
-                        "distortion": float(dist),
-                        "rate_loss": float(out["rate_loss"]),
-                        "est_bpp": float(bpp_from_likelihoods(out["likelihoods"], num_pixels)),
-                        "psnr": float((-10 * torch.log10(mse)).mean()),
-                        **{c.key: float(out["rate"].info.get(c.key, float("nan")))
-                           for c in codec.rate.report_columns},
-                    }
+                ctx.step = loop.step
                 for k, v in vals.items():
-                    sums[k] = sums.get(k, 0.0) + v
+                    loop.sums[k] = loop.sums.get(k, 0.0) + v
                 self.progress.advance(1, epoch=epoch + 1, loss=vals["loss"],
                                       est_bpp=vals["est_bpp"], psnr=vals["psnr"])
+                every = cfg.checkpoint_every
+                if (every and loop.step % every == 0 and loop.in_epoch < self.steps_per_epoch
+                        and loop.step < self.total_steps):  # fmt: skip
+                    self._save("train", loop)  # an epoch's end checkpoints anyway
             ctx.log = {}
-            if epoch == 0 and cfg.time_limit is not None:
-                self._fit_time_limit(ctx, step, time.perf_counter() - t0, time.perf_counter() - t_first)
+            if epoch == 0 and cfg.time_limit is not None and not loop.planned:
+                taken = loop.step - start_step  # steps of this process, timed after the first
+                per_step = ((time.perf_counter() - t_first) / (taken - 1) if taken > 1
+                            else loop.elapsed_now() / max(taken, 1))  # fmt: skip
+                self._fit_time_limit(ctx, loop.step, loop.elapsed_now(), per_step)
+                loop.planned = True
             codec.rate.on_epoch_end(ctx)
-            means = {k: v / max(n, 1) for k, v in sums.items()}
+            n = max(loop.in_epoch, 1)
+            means = {k: v / n for k, v in loop.sums.items()}
             sched.step(means.get("loss", 0.0))
-            row = {"epoch": epoch + 1, "step": step, **means, "lr": opt.param_groups[0]["lr"],
-                   "seconds": round(time.perf_counter() - t0, 2),
+            row = {"epoch": epoch + 1, "step": loop.step, **means, "lr": opt.param_groups[0]["lr"],
+                   "seconds": round(loop.elapsed_now(), 2),
                    "event": " ".join(f"{k}={v}" for k, v in ctx.log.items())}  # fmt: skip
-            history.append(row)
+            loop.history.append(row)
             self._write_log(row)
-            self._checkpoint(epoch + 1, step, opt, sched)
+            loop.epoch, loop.in_epoch, loop.sums = epoch + 1, 0, {}
+            self._save("train", loop)
             self.progress.message(
                 f"epoch {epoch + 1}/{self.total_epochs}  loss {means.get('loss', 0):.2f}  "
                 f"est. bpp {means.get('est_bpp', 0):.3f}  PSNR {means.get('psnr', 0):.2f} dB"
                 + (f"  [{row['event']}]" if row["event"] else "")
             )
-        codec.rate.on_train_end(ctx)
         self.progress.stop()
-        seconds = time.perf_counter() - t0
-        t1 = time.perf_counter()
-        self.fitter.train_steps = step
-        self.fitter.deadline = t0 + cfg.time_limit * 60 if cfg.time_limit is not None else None
-        fit = self.fitter.run()
-        # Tables from quantiles found by bisection, not only the aux loss: a short run's
-        # quantiles have not converged, and symbols outside them cost escape bits.
-        codec.update(force=True, update_quantiles=True)
-        codec.eval()
-        return TrainResult(step, self.total_epochs, seconds, time.perf_counter() - t1, history,
-                           fit_images=fit.images, fit_steps=fit.steps)  # fmt: skip
 
-    def _fit_time_limit(self, ctx: TrainContext, step: int, seconds: float, steady: float) -> None:
+    def _step(
+        self,
+        ctx: TrainContext,
+        epoch: int,
+        net: list[torch.nn.Parameter],
+        opt: torch.optim.Optimizer,
+        aux_opt: torch.optim.Optimizer | None,
+    ) -> dict[str, float]:
+        """One optimizer step (and the aux optimizer's); the step's logged values."""
+        codec, cfg = self.codec, self.cfg
+        x = self.sampler.batch(cfg.batch_size).to(self.device)
+        out = codec(x)
+        dist = self.loss_fn(x, out["x_hat"])
+        with_rate = epoch >= cfg.warmup_epochs and not ctx.distortion_only
+        loss = dist + (out["rate_loss"] if with_rate else 0.0)
+        coder_loss = codec.coder.loss(out["rate"].streams)
+        if coder_loss is not None:
+            loss = loss + coder_loss
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        if cfg.grad_clip:
+            torch.nn.utils.clip_grad_norm_(net, cfg.grad_clip)
+        opt.step()
+        if aux_opt is not None:
+            aux_opt.zero_grad(set_to_none=True)
+            aux_loss = codec.aux_loss()
+            aux_loss.backward()
+            aux_opt.step()
+        ctx.step += 1  # the hook sees the step count after this step
+        codec.rate.on_batch_end(ctx, out["rate"])
+        with torch.no_grad():
+            num_pixels = x.shape[0] * x.shape[2] * x.shape[3]
+            mse = ((x - out["x_hat"].clamp(0, 1)) ** 2).flatten(1).mean(1).clamp_min(1e-10)
+            return {
+                "loss": float(loss),
+                "distortion": float(dist),
+                "rate_loss": float(out["rate_loss"]),
+                "est_bpp": float(bpp_from_likelihoods(out["likelihoods"], num_pixels)),
+                "psnr": float((-10 * torch.log10(mse)).mean()),
+                **{c.key: float(out["rate"].info.get(c.key, float("nan")))
+                   for c in codec.rate.report_columns},
+            }
+
+    def _fit_time_limit(self, ctx: TrainContext, step: int, seconds: float, per_step: float) -> None:
         """Shrink the plan to what fits ``time_limit``, measured on the first epoch.
 
-        ``seconds`` is the epoch's time, ``steady`` its time after the first step: the rest of
-        the run goes at the steady pace. Done before any epoch-end hook, so rate schedules
-        (ADMM steps, stage switches) are planned on the shortened run from the start.
+        ``step`` is the steps taken, ``seconds`` the time spent, ``per_step`` the steady pace
+        (timed after the first step, which pays for warm-up). Done before any epoch-end hook,
+        so rate schedules (ADMM steps, stage switches) are planned on the shortened run from
+        the start.
         """
         assert self.cfg.time_limit is not None
-        per_step = max(steady / (step - 1) if step > 1 else seconds, 1e-9)
+        per_step = max(per_step, 1e-9)
         left = max(0.0, self.cfg.time_limit * 60 - seconds)
         fits = step + int(left / per_step)
         if self.fitter.fitting == "trained":

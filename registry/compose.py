@@ -15,7 +15,7 @@ from codec_lab.corelib.params import schema_of, validate_params
 from codec_lab.registry.components import Registry, normalize
 from codec_lab.registry.manager import BUILTIN
 
-__all__ = ["assemble_config", "build_codec", "build_parts", "resolve_model", "smoke_test"]
+__all__ = ["assemble_config", "build_codec", "build_parts", "planned_shapes", "resolve_model", "smoke_test"]
 
 DEFAULT_RATE = "admm"
 
@@ -193,6 +193,29 @@ def build_codec(model: Mapping[str, Any], registry: Registry | None = None) -> C
         info = registry.get(kind, section["name"])
         origins[kind] = info.source if info.source == BUILTIN else f"{info.cls.__module__} from {info.source}"
     return Codec(config=resolved, origins=origins, **parts)
+
+
+def planned_shapes(
+    model: Mapping[str, Any], registry: Registry | None = None
+) -> dict[str, tuple[int, ...]] | None:
+    """The state-dict shapes the codec of ``model`` would have, found without allocating it.
+
+    The codec is built under torch's fake-tensor mode (tensors with shapes and no storage),
+    so a config asking for a huge network is measured, not allocated. None when a component
+    cannot be built that way (it then gets no early check; loading still checks every key).
+    """
+    try:
+        from torch._subclasses.fake_tensor import FakeTensorMode
+    except ImportError:  # a torch without it: no early check
+        return None
+    try:
+        with FakeTensorMode(allow_non_fake_inputs=True):
+            codec = build_codec(model, registry)
+            return {k: tuple(v.shape) for k, v in codec.state_dict().items()}
+    except (ConfigError, CompositionError, PluginError):
+        raise  # the config itself is wrong: say so now
+    except Exception:  # a component doing something fake tensors cannot (e.g. .numpy())
+        return None
 
 
 def build_parts(

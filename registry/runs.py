@@ -11,34 +11,43 @@ import torch
 import yaml
 
 import codec_lab
+from codec_lab.corelib.checkpoint import CHECKPOINT, load_checkpoint
 from codec_lab.corelib.codec import Codec
 from codec_lab.corelib.config import TrainConfig
 from codec_lab.corelib.data import CropSampler, training_images, validation_images
-from codec_lab.corelib.errors import OutputError
+from codec_lab.corelib.errors import OutputError, RunError
 from codec_lab.corelib.evaluation import evaluate
 from codec_lab.corelib.progress import Progress
 from codec_lab.corelib.render import markdown_table
 from codec_lab.corelib.results import Results
 from codec_lab.corelib.runs import (
     RUN_FOLDER_FILES,
+    RunState,
     check_run_dir,
+    check_shapes,
     load_weights,
     read_config,
+    run_state,
     save_weights,
     write_json,
     write_text,
 )
 from codec_lab.corelib.training import Trainer, TrainResult
 from codec_lab.registry.components import Registry
-from codec_lab.registry.compose import build_codec, smoke_test
+from codec_lab.registry.compose import build_codec, planned_shapes, smoke_test
 
-__all__ = ["describe", "load_run", "prepare_run_dir", "run_info", "train_run"]
+__all__ = ["check_resumable", "describe", "load_run", "prepare_run_dir", "resume_run", "run_info",
+           "train_run"]
 
 
 def load_run(path: str | Path, registry: Registry | None = None) -> Codec:
     """Rebuild the codec of a run folder and load its weights (eval mode)."""
     run = check_run_dir(path)
-    codec = build_codec(read_config(run)["model"], registry)
+    model = read_config(run)["model"]
+    planned = planned_shapes(model, registry)
+    if planned is not None:  # config against the weights' header, before anything is allocated
+        check_shapes(run, planned)
+    codec = build_codec(model, registry)
     load_weights(codec, run / "weights.safetensors")
     return codec.eval()
 
@@ -148,32 +157,95 @@ def train_run(
     The composition is first smoke-tested on a tiny image (:func:`smoke_test`), so that a
     broken component fails before the run folder is created.
 
-    ``overwrite`` replaces an earlier run in ``out`` (see :func:`prepare_run_dir`).
+    ``overwrite`` replaces an earlier run in ``out`` (see :func:`prepare_run_dir`). The run
+    checkpoints as it goes (``checkpoint.pt``); an interrupted one continues with
+    :func:`resume_run`. ``weights.safetensors`` is written last: a folder without it is an
+    unfinished build.
     """
     registry = registry or Registry()
     train_cfg = TrainConfig(**config["train"])
-    torch.manual_seed(train_cfg.seed)  # the initial weights are part of what the seed reproduces
-    codec = build_codec(config["model"], registry)
     # A component that breaks its contract fails now, before any data is read, any run
     # folder exists or any step is trained.
     smoke_test(config["model"], registry)
+    prepare = lambda: (prepare_run_dir(out, overwrite),  # noqa: E731  (after the data is read)
+                       write_text(out / "config.yaml", yaml.safe_dump(config, sort_keys=False)))
+    return _execute(config, train_cfg, out, registry, progress, None, prepare)
+
+
+def resume_run(
+    out: Path,
+    registry: Registry | None = None,
+    progress: Progress | None = None,
+    device: str | None = None,
+) -> tuple[Codec, TrainResult, Results]:
+    """Continue the interrupted build in run folder ``out`` from its last checkpoint.
+
+    With the same machine and thread count, the final weights equal those an uninterrupted
+    run reaches. A build that stopped before its first checkpoint starts over from its
+    ``config.yaml``.
+
+    Args:
+        device: run on another device than the config's (the result may then differ in the
+            last bits from an uninterrupted run).
+    """
+    state = check_resumable(out)
+    registry = registry or Registry()
+    config = read_config(out)
+    train = dict(config.get("train") or {})
+    if device is not None:
+        train["device"] = device
+    try:
+        train_cfg = TrainConfig(**train)
+        train_cfg.check()
+    except TypeError as e:
+        raise RunError(f"{out / 'config.yaml'} has an unknown train key ({e})",
+                       "the run folder was modified; start the build again with --force") from e
+    ckpt = load_checkpoint(out / CHECKPOINT) if state.checkpoint else None
+    return _execute(config, train_cfg, out, registry, progress, ckpt, lambda: None)
+
+
+def check_resumable(out: Path) -> RunState:
+    """Where the interrupted build in ``out`` stands, or why there is none to resume."""
+    if not out.is_dir():
+        raise RunError(f"{out} is not a folder", "pass the run folder of the interrupted build")
+    state = run_state(out)
+    if state.status == "complete":
+        raise RunError(f"{out} is a complete run; there is nothing to resume",
+                       "use it (`codec eval --model …`), or train a new one")  # fmt: skip
+    if state.status == "empty":
+        raise RunError(f"{out} holds no build to resume ({state.detail})",
+                       "start one with `codec build … --out` that folder")  # fmt: skip
+    return state
+
+
+def _execute(
+    config: dict[str, Any],
+    train_cfg: TrainConfig,
+    out: Path,
+    registry: Registry,
+    progress: Progress | None,
+    ckpt: dict[str, Any] | None,
+    prepare: Any,
+) -> tuple[Codec, TrainResult, Results]:
+    """Train (or continue training) the codec of ``config`` in ``out`` and write the run."""
+    torch.manual_seed(train_cfg.seed)  # the initial weights are part of what the seed reproduces
+    codec = build_codec(config["model"], registry)
     data = config["data"]
     train_paths = training_images(data["train"])
     val_paths = validation_images(data["val"])
     sampler = CropSampler(train_paths, train_cfg.crop, seed=train_cfg.seed)
-    prepare_run_dir(out, overwrite)
-    write_text(out / "config.yaml", yaml.safe_dump(config, sort_keys=False))
+    prepare()
     trainer = Trainer(codec, train_cfg, sampler, fit_images=train_paths, run_dir=out,
                       progress=progress)  # fmt: skip
-    result = trainer.run()
+    result = trainer.run(resume=ckpt)
     codec = codec.cpu().eval()
-    save_weights(codec, out / "weights.safetensors")
     ev = evaluate(codec, val_paths, progress)
     name = f"{config['model']['encoder']['name']}+{config['model']['rate']['name']}"
     # The same results model as `codec eval --json`: CompressAI's schema, rows, codec description.
+    # overwrite: a resumed run replaces what its interrupted process may have written.
     write_json(out / "metrics.json", ev.to_compressai(
         name, f"codec-lab {name} ({config['preset']}), real files on {len(val_paths)} "
-        f"validation image(s)"))  # fmt: skip
+        f"validation image(s)"), overwrite=True)  # fmt: skip
     write_json(out / "run.json", run_info(
         codec,
         steps=result.steps,
@@ -184,6 +256,8 @@ def train_run(
         fit_steps=result.fit_steps,
         train_images=len(train_paths),
         rate=codec.rate.extra_state_info(),
-    ))
-    write_text(out / "report.md", _report(config, codec, result, ev))
+    ), overwrite=True)
+    write_text(out / "report.md", _report(config, codec, result, ev), overwrite=True)
+    # Last: a folder with weights is a finished run (`check_run_dir`), one without is resumable.
+    save_weights(codec, out / "weights.safetensors", overwrite=True)
     return codec, result, ev

@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime as _dt
 import json
 import shlex
+import sys
 from pathlib import Path
 from typing import Annotated
 
@@ -16,9 +17,13 @@ from codec_lab.cli._output import BarProgress, err, handle_errors, out
 from codec_lab.corelib.config import load_yaml, parse_sets
 from codec_lab.corelib.data import validation_images
 from codec_lab.corelib.devices import cpu_busy, resolve_device
+from codec_lab.corelib.errors import CodecError, ConfigError, OutputError
+from codec_lab.corelib.results import Results
+from codec_lab.corelib.runs import read_config, run_state
+from codec_lab.corelib.training import TrainResult
 from codec_lab.registry.components import Registry
 from codec_lab.registry.compose import assemble_config, build_codec
-from codec_lab.registry.runs import describe, train_run
+from codec_lab.registry.runs import check_resumable, describe, resume_run, train_run
 
 
 @handle_errors
@@ -47,6 +52,10 @@ def build(
     as_json: Annotated[bool, typer.Option("--json", help="With --dry-run: print JSON.")] = False,
     force: Annotated[bool, typer.Option(
         "--force", "-f", help="Replace an earlier run in --out (only a run folder is replaced).")] = False,
+    resume: Annotated[Path | None, typer.Option(
+        "--resume", metavar="RUN",
+        help="Continue the interrupted build in run folder RUN from its last checkpoint (with its "
+             "own config; only --device may be given).")] = None,
 ) -> None:
     """Compose a codec from plugins and train it.
 
@@ -57,8 +66,26 @@ def build(
       codec build --rate admm
       codec build --rate admm --data ../shared/data/bsds500/train --out runs/admm1 --preset cpu
       codec build --rate admm --set model.rate.keep=0.2 --dry-run
+      codec build --resume runs/admm1
+
+    A build checkpoints every epoch (and every train.checkpoint_every steps): killed at any
+    moment, it continues with --resume to the weights an uninterrupted run reaches.
     """
     registry = Registry()
+    if resume is not None:
+        given = [flag for flag, v in (("--rate", rate), ("--preset", preset), ("--data", data),
+                                      ("--val", val), ("--steps", steps), ("--config", config),
+                                      ("--set", set_), ("--encoder", encoder), ("--quantizer", quantizer),
+                                      ("--coder", coder), ("--decoder", decoder), ("--dry-run", dry_run),
+                                      ("--force", force)) if v]  # fmt: skip
+        if out_dir is not None and out_dir.resolve() != resume.resolve():
+            given.append("--out")
+        if given:
+            raise ConfigError(f"--resume continues a build with its own config; {', '.join(given)} "
+                             "cannot change it", f"run `codec build --resume {shlex.quote(str(resume))}`"
+                             " alone, or start a new build without --resume")  # fmt: skip
+        _resume(resume, registry, device)
+        return
     file_cfg = load_yaml(config) if config else {}
     train_over = {k: v for k, v in {"steps": steps, "device": device}.items() if v is not None}
     data_over = {k: str(v) for k, v in {"train": data, "val": val}.items() if v is not None}
@@ -94,12 +121,53 @@ def build(
         stamp = _dt.datetime.now().strftime("%Y%m%d-%H%M%S")
         m = cfg["model"]
         out_dir = Path("runs") / f"{m['encoder']['name']}-{m['rate']['name']}-{stamp}"
+    if not force and run_state(out_dir).status == "interrupted":
+        _offer_resume(out_dir, cfg, registry, device)
+        return
     _notices(cfg)
     where = cfg["data"]["train"] or "built-in samples"
     err.print(f"Training {cfg['model']['encoder']['name']} + {cfg['model']['rate']['name']} + "
               f"{cfg['model']['coder']['name']} (preset {cfg['preset']}) on {where} → {out_dir}",
               highlight=False)  # fmt: skip
     _, result, ev = train_run(cfg, out_dir, registry, BarProgress(), overwrite=force)
+    _summary(cfg, out_dir, result, ev)
+
+
+def _offer_resume(out_dir: Path, cfg: dict, registry: Registry, device: str | None) -> None:
+    """The same command again on an interrupted build: offer to continue it."""
+    state = run_state(out_dir)
+    run = shlex.quote(str(out_dir))
+    try:
+        same = read_config(out_dir) == json.loads(json.dumps(cfg))  # as YAML stored it
+    except CodecError:
+        same = False
+    if not same:
+        raise OutputError(f"{out_dir} holds an unfinished build of another configuration (it stopped "
+                          f"{state.detail})", f"continue that one with `codec build --resume {run}`, or "
+                          "pass --force to replace it with this one, or choose another --out")  # fmt: skip
+    if sys.stdin.isatty() and sys.stderr.isatty():
+        err.print(f"{out_dir} holds this build, unfinished: it stopped {state.detail}.", highlight=False)
+        if typer.confirm("Continue it?", default=True, err=True):
+            _resume(out_dir, registry, device)
+            return
+        raise OutputError(f"{out_dir} holds an unfinished build", "pass --force to start it over, "
+                          "or choose another --out")  # fmt: skip
+    raise OutputError(f"{out_dir} holds this build, unfinished: it stopped {state.detail}",
+                      f"continue it with `codec build --resume {run}`, or pass --force to start over")
+
+
+def _resume(run: Path, registry: Registry, device: str | None) -> None:
+    state = check_resumable(run)
+    cfg = read_config(run)
+    err.print(f"Resuming {cfg['model']['encoder']['name']} + {cfg['model']['rate']['name']} + "
+              f"{cfg['model']['coder']['name']} in {run} (it stopped {state.detail})",
+              highlight=False)  # fmt: skip
+    _, result, ev = resume_run(run, registry, BarProgress(), device=device)
+    _summary(cfg, run, result, ev)
+
+
+def _summary(cfg: dict, out_dir: Path, result: TrainResult, ev: Results) -> None:
+    """What the build did, and the commands to use its run."""
     m = ev.mean()
     out.print(f"\nRun folder: {out_dir}", highlight=False)
     fit = (f" + coder fit on {result.fit_images} image(s), {result.fit_seconds:.0f} s" if result.fit_images

@@ -160,7 +160,11 @@ class Rate(Component):
 
     # Training hooks: called by the training engine; defaults do nothing.
     def on_train_start(self, ctx: TrainContext) -> None:
-        """Called once before the first step (plan schedules from ``ctx.total_epochs``)."""
+        """Called once before the first step (plan schedules from ``ctx.total_epochs``).
+
+        Not called again when a build resumes (``codec build --resume``): the buffers, the
+        :class:`TrainContext` and :meth:`train_state` are restored instead.
+        """
 
     def on_batch_end(self, ctx: TrainContext, out: RateOutput) -> None:
         """Called after every optimizer step with that step's rate output."""
@@ -170,3 +174,17 @@ class Rate(Component):
 
     def on_train_end(self, ctx: TrainContext) -> None:
         """Called once after the last step, before the entropy coder is fitted."""
+
+    def train_state(self) -> dict[str, Any]:
+        """Training state kept outside the state dict (accumulators, counters), saved in every
+        checkpoint so that a resumed build continues the same run to the same weights.
+
+        Buffers need nothing here: they travel in the state dict. Values must be tensors,
+        numbers, strings, None, or lists/dicts of them (checkpoints load with
+        ``weights_only``, which unpickles no code). Default: nothing.
+        """
+        return {}
+
+    def load_train_state(self, state: Mapping[str, Any]) -> None:
+        """Restore what :meth:`train_state` returned, when a build resumes (tensors come back
+        on the CPU; move them where the rate needs them)."""

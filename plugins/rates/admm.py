@@ -241,6 +241,15 @@ class ADMMRate(Rate):
             self.admm_step()
         self.frozen.fill_(True)
 
+    def train_state(self) -> dict[str, Any]:
+        # The mean code since the last ADMM step: an epoch-end checkpoint falls inside a period.
+        return {"acc": self._acc, "count": self._count}
+
+    def load_train_state(self, state: Mapping[str, Any]) -> None:
+        acc = state.get("acc")
+        self._acc = None if acc is None else acc.to(self.Z.device)
+        self._count = int(state.get("count", 0))
+
     def extra_state_info(self) -> dict[str, Any]:
         return {
             "template_kept": float(self.template.float().mean()),

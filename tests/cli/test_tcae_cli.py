@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 import torch
 
+from codec_lab.corelib.checkpoint import load_checkpoint
 from codec_lab.corelib.files import encode_image
 from codec_lab.registry.runs import load_run
 from tests.cli.conftest import assert_clean_failure, invoke
@@ -41,7 +42,7 @@ def test_build_trains_the_transform_then_the_coder(inclined_run: Path) -> None:
     assert info["fit_steps"] == 4
     rows = list(csv.DictReader((inclined_run / "coder_log.csv").open()))
     assert rows and int(rows[-1]["step"]) == 4 and float(rows[-1]["loss"]) > 0
-    assert (inclined_run / "coder_checkpoint.pt").is_file()
+    assert load_checkpoint(inclined_run / "checkpoint.pt")["fit"]["step"] == 4
     codec = load_run(inclined_run)
     assert codec.coder.fitted and set(codec.coder.nets) == {"map", "y"}
 

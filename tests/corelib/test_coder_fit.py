@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 import torch
 
+from codec_lab.corelib.checkpoint import load_checkpoint
 from codec_lab.corelib.coder_fit import CoderFitter
 from codec_lab.corelib.config import TrainConfig
 from codec_lab.corelib.data import CropSampler
@@ -138,7 +139,10 @@ def test_a_trained_coder_gets_its_own_stage(reg: Registry, data_dirs, tmp_path: 
     with (tmp_path / "coder_log.csv").open() as f:
         rows = list(csv.DictReader(f))
     assert [int(r["step"]) for r in rows][-1] == 12 and float(rows[-1]["loss"]) < float(rows[0]["loss"])
-    assert (tmp_path / "coder_checkpoint.pt").is_file()
+    # a build keeps the coder stage in its one checkpoint, with what resuming it needs
+    ckpt = load_checkpoint(tmp_path / "checkpoint.pt")
+    assert ckpt["stage"] == "fitted" and not (tmp_path / "coder_checkpoint.pt").exists()
+    assert {"optimizer", "sampler", "rng"} <= set(ckpt["fit"]) and ckpt["fit"]["step"] == 12
     x = image_tensor(40, 48, seed=3)
     codec = trainer.codec.eval()
     with torch.no_grad():

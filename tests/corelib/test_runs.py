@@ -25,6 +25,11 @@ def test_check_run_dir(tmp_path: Path) -> None:
     (tmp_path / "config.yaml").write_text("model: {}\n")
     with pytest.raises(RunError, match=r"missing weights.safetensors\)"):
         check_run_dir(tmp_path)
+    # a build's config without weights: a build that stopped, with the command to continue it
+    (tmp_path / "config.yaml").write_text("model: {}\ntrain: {}\n")
+    with pytest.raises(RunError, match=r"unfinished build: it stopped before its first checkpoint.*"
+                                       r"codec build --resume"):
+        check_run_dir(tmp_path)
 
 
 def test_trained_run_is_a_run(trained_run: Path) -> None:
