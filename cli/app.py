@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import warnings
 
-# Third-party import-time deprecation noise (torch.jit, torch_geometric) is not the user's
-# business; filter it before anything imports torch.
-warnings.filterwarnings("ignore", category=FutureWarning)
-warnings.filterwarnings("ignore", category=DeprecationWarning)
-warnings.filterwarnings("ignore", category=UserWarning, module="torch_geometric")
+# Known third-party noise, filtered one by one (every other warning still shows), before
+# anything imports torch. compressai imports torch_geometric, whose import-time
+# `torch.jit.script` calls warn that torch.jit is deprecated (torch 2.10+): not the user's code,
+# nothing they can change.
+warnings.filterwarnings("ignore", message=r"`torch\.jit\.script` is deprecated", category=FutureWarning)
+warnings.filterwarnings("ignore", message=r"`torch\.jit\.script_method` is deprecated",
+                        category=FutureWarning)  # fmt: skip
 
 import platform  # noqa: E402
 from typing import TYPE_CHECKING, Annotated  # noqa: E402

@@ -29,10 +29,11 @@ import yaml
 from codec_lab.corelib.classical import evaluate_classical
 from codec_lab.corelib.comparison import Curve, Point
 from codec_lab.corelib.data import validation_images
+from codec_lab.corelib.errors import CodecError
 from codec_lab.corelib.evaluation import evaluate
 from codec_lab.corelib.published import published
 from codec_lab.corelib.results import Results
-from codec_lab.corelib.runs import read_config, write_json
+from codec_lab.corelib.runs import read_config, run_state, write_json
 from codec_lab.registry.compare_plan import BaselineJob, BuildJob, CoderVariant, Job, Plan
 
 __all__ = ["CompareProgress", "Outcome", "load_points", "run_plan"]
@@ -118,6 +119,16 @@ def _complete_run(run_dir: Path, config: Mapping[str, Any] | None) -> bool:
     return config is None or read_config(run_dir) == yaml.safe_load(yaml.safe_dump(dict(config)))
 
 
+def _resumable(run_dir: Path, config: Mapping[str, Any]) -> bool:
+    """Whether ``run_dir`` holds an unfinished build of ``config`` (one ``--resume`` continues)."""
+    if run_state(run_dir).status != "interrupted":
+        return False
+    try:
+        return read_config(run_dir) == yaml.safe_load(yaml.safe_dump(dict(config)))
+    except CodecError:
+        return False
+
+
 # ---------------------------------------------------------------- worker side
 
 
@@ -158,7 +169,7 @@ def _work(job: Job, out: Path, eval_dir: Path | None, todo: Sequence[str], threa
     """Do one job in a worker process: the points of it named in ``todo``."""
     from codec_lab.corelib.devices import set_threads
     from codec_lab.registry.components import Registry
-    from codec_lab.registry.runs import load_run, train_run
+    from codec_lab.registry.runs import load_run, resume_run, train_run
 
     set_threads(threads)
     images = validation_images(eval_dir)
@@ -175,8 +186,11 @@ def _work(job: Job, out: Path, eval_dir: Path | None, todo: Sequence[str], threa
         if job.key in todo or any(not _complete_run(v.run_dir, None) for v in job.variants):
             if _complete_run(source, job.config):
                 results = evaluate(load_run(source), images, progress) if job.key in todo else None
+            elif _resumable(source, job.config):
+                # A build a killed compare left unfinished continues from its checkpoint.
+                _, _, results = resume_run(source, progress=progress)
             else:
-                # An unfinished run folder (a killed compare) is ours: it is trained again.
+                # Any other run folder in the compare's own folder is ours: it is trained again.
                 _, _, results = train_run(dict(job.config), source, progress=progress, overwrite=True)
             if results is not None and job.key in todo:
                 _save(out, Point(job.key, job.curve, dict(job.setting), _named(results, job.key),

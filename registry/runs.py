@@ -201,7 +201,12 @@ def resume_run(
         raise RunError(f"{out / 'config.yaml'} has an unknown train key ({e})",
                        "the run folder was modified; start the build again with --force") from e
     ckpt = load_checkpoint(out / CHECKPOINT) if state.checkpoint else None
-    return _execute(config, train_cfg, out, registry, progress, ckpt, lambda: None)
+
+    def tidy() -> None:  # temporary files of writes the kill interrupted
+        for part in out.glob(".*.part"):
+            part.unlink(missing_ok=True)
+
+    return _execute(config, train_cfg, out, registry, progress, ckpt, tidy)
 
 
 def check_resumable(out: Path) -> RunState:
