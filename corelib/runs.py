@@ -160,9 +160,13 @@ def weights_header(path: Path) -> dict[str, tuple[str, tuple[int, ...]]]:
     return out
 
 
-def check_shapes(run: Path, planned: dict[str, tuple[int, ...]]) -> None:
+def check_shapes(run: Path, planned: dict[str, tuple[int, ...] | None]) -> None:
     """Refuse a run whose ``config.yaml`` describes other tensors than its weights hold,
-    naming the first key that differs — before the codec is allocated."""
+    naming the first key that differs — before the codec is allocated.
+
+    ``planned`` maps every state-dict key to its shape, or to None for a tensor whose size
+    loading sets (entropy tables): only its presence is checked.
+    """
     stored = weights_header(run / "weights.safetensors")
     for name, shape in planned.items():
         if name == "config_digest":
@@ -170,7 +174,7 @@ def check_shapes(run: Path, planned: dict[str, tuple[int, ...]]) -> None:
         if name not in stored:
             raise RunError(f"{run / 'config.yaml'} describes a tensor {name!r} that weights.safetensors "
                            "does not hold", _MODIFIED)  # fmt: skip
-        if stored[name][1] != shape:
+        if shape is not None and stored[name][1] != shape:
             raise RunError(
                 f"{run / 'config.yaml'} does not fit weights.safetensors: {name} is "
                 f"{'x'.join(map(str, shape)) or 'a scalar'} by the config, "

@@ -195,14 +195,20 @@ def build_codec(model: Mapping[str, Any], registry: Registry | None = None) -> C
     return Codec(config=resolved, origins=origins, **parts)
 
 
+# Entropy-table buffers CompressAI resizes to what a state dict holds when it loads one
+# (CompressionModel.load_state_dict): their size follows training, not the config.
+_RESIZED_ON_LOAD = ("_quantized_cdf", "_offset", "_cdf_length", "scale_table")
+
+
 def planned_shapes(
     model: Mapping[str, Any], registry: Registry | None = None
-) -> dict[str, tuple[int, ...]] | None:
+) -> dict[str, tuple[int, ...] | None] | None:
     """The state-dict shapes the codec of ``model`` would have, found without allocating it.
 
     The codec is built under torch's fake-tensor mode (tensors with shapes and no storage),
-    so a config asking for a huge network is measured, not allocated. None when a component
-    cannot be built that way (it then gets no early check; loading still checks every key).
+    so a config asking for a huge network is measured, not allocated. Keys whose size is
+    set by loading (CompressAI's entropy tables) map to None. None when a component cannot
+    be built that way (it then gets no early check; loading still checks every key).
     """
     try:
         from torch._subclasses.fake_tensor import FakeTensorMode
@@ -211,7 +217,8 @@ def planned_shapes(
     try:
         with FakeTensorMode(allow_non_fake_inputs=True):
             codec = build_codec(model, registry)
-            return {k: tuple(v.shape) for k, v in codec.state_dict().items()}
+            return {k: None if k.rsplit(".", 1)[-1] in _RESIZED_ON_LOAD else tuple(v.shape)
+                    for k, v in codec.state_dict().items()}  # fmt: skip
     except (ConfigError, CompositionError, PluginError):
         raise  # the config itself is wrong: say so now
     except Exception:  # a component doing something fake tensors cannot (e.g. .numpy())
