@@ -203,6 +203,7 @@ class CoderFitter:
         self.progress.start(f"{self.label}training the {type(coder).name} coder (steps)", steps)
         t0 = time.perf_counter()
         total, count, last, done = 0.0, 0, None, 0
+        log: list[dict[str, Any]] = []
         if resume is not None:
             opt.load_state_dict(resume["optimizer"])
             sampler.load_state_dict(resume["sampler"])
@@ -210,13 +211,14 @@ class CoderFitter:
             done, total, count, last = (int(resume["step"]), float(resume["total"]), int(resume["count"]),
                                         resume["last"])  # fmt: skip
             t0 -= float(resume.get("seconds", 0.0))
-            self._trim_log(done)
+            log = list(resume.get("log") or [])
+            self._write_log(log)  # rows the interrupted process wrote after its checkpoint go
             self.progress.advance(done)
 
         def save(step: int) -> None:
             state = {"step": step, "optimizer": opt.state_dict(), "sampler": sampler.state_dict(),
                      "rng": capture_rng(self.device), "total": total, "count": count, "last": last,
-                     "seconds": time.perf_counter() - t0}  # fmt: skip
+                     "seconds": time.perf_counter() - t0, "log": list(log)}  # fmt: skip
             if on_checkpoint is not None:
                 on_checkpoint(state)
             elif self.run_dir is not None:
@@ -243,8 +245,9 @@ class CoderFitter:
             self.progress.advance(1, loss=value)
             if step % log_every == 0 or step == steps:
                 last = total / count
-                self._log({"step": step, "loss": last, "lr": cfg.coder_lr,
-                           "seconds": round(time.perf_counter() - t0, 2)})  # fmt: skip
+                log.append({"step": step, "loss": last, "lr": cfg.coder_lr,
+                            "seconds": round(time.perf_counter() - t0, 2)})  # fmt: skip
+                self._write_log(log)
                 total, count = 0.0, 0
             if step % save_every == 0 or step == steps:
                 save(step)
@@ -252,27 +255,13 @@ class CoderFitter:
         self.progress.stop()
         return done, last
 
-    def _log(self, row: dict[str, float]) -> None:
+    def _write_log(self, rows: list[dict[str, Any]]) -> None:
+        """Rewrite ``coder_log.csv`` atomically (a kill never leaves half a row)."""
         if self.run_dir is None:
             return
-        path = self.run_dir / "coder_log.csv"
-        new = not path.exists()
-        with path.open("a", newline="") as f:
-            w = csv.DictWriter(f, fieldnames=CODER_LOG_FIELDS)
-            if new:
-                w.writeheader()
-            w.writerow(row)
-
-    def _trim_log(self, step: int) -> None:
-        """On resume: drop log rows written after the checkpoint by the interrupted process."""
-        path = None if self.run_dir is None else self.run_dir / "coder_log.csv"
-        if path is None or not path.exists():
-            return
-        with path.open(newline="") as f:
-            rows = [r for r in csv.DictReader(f) if float(r.get("step") or 0) <= step]
         buf = io.StringIO()
         w = csv.DictWriter(buf, fieldnames=CODER_LOG_FIELDS, extrasaction="ignore")
         w.writeheader()
         w.writerows(rows)
-        with atomic_output(path, overwrite=True) as tmp:
+        with atomic_output(self.run_dir / "coder_log.csv", overwrite=True) as tmp:
             tmp.write_text(buf.getvalue())

@@ -149,20 +149,9 @@ class Trainer:
         np.random.seed(self.cfg.seed)
         random.seed(self.cfg.seed)
 
-    def _write_log(self, row: dict[str, Any]) -> None:
-        if self.run_dir is None:
-            return
-        path = self.run_dir / "train_log.csv"
-        new = not path.exists()
-        with path.open("a", newline="") as f:
-            w = csv.DictWriter(f, fieldnames=self.log_fields, extrasaction="ignore")
-            if new:
-                w.writeheader()
-            w.writerow(row)
-
-    def _rewrite_log(self, history: list[dict[str, Any]]) -> None:
-        """On resume: the log holds exactly the checkpoint's epochs (rows written after the
-        last checkpoint, by the interrupted process, are dropped)."""
+    def _write_log(self, history: list[dict[str, Any]]) -> None:
+        """Rewrite ``train_log.csv`` from the history, atomically: a kill never leaves half a
+        row, and a resumed run's log holds exactly its checkpoint's epochs."""
         if self.run_dir is None:
             return
         buf = io.StringIO()
@@ -217,7 +206,7 @@ class Trainer:
         ctx.epoch, ctx.step = min(loop.epoch, self.total_epochs - 1), loop.step
         self.sampler.load_state_dict(ckpt["sampler"])
         restore_rng(ckpt["rng"])
-        self._rewrite_log(loop.history)
+        self._write_log(loop.history)
         return loop
 
     def run(self, resume: dict[str, Any] | None = None) -> TrainResult:
@@ -338,7 +327,7 @@ class Trainer:
                    "seconds": round(loop.elapsed_now(), 2),
                    "event": " ".join(f"{k}={v}" for k, v in ctx.log.items())}  # fmt: skip
             loop.history.append(row)
-            self._write_log(row)
+            self._write_log(loop.history)
             loop.epoch, loop.in_epoch, loop.sums = epoch + 1, 0, {}
             self._save("train", loop)
             self.progress.message(
