@@ -347,23 +347,35 @@ class Codec(CompressionModel):
             x = F.pad(x, (0, pw, 0, ph), mode="replicate")
         return x
 
+    @contextmanager
+    def coding(self) -> Iterator[None]:
+        """Eval mode, no gradients, no density evaluated for likelihoods: how files are coded.
+
+        The tiled file path (``corelib.tiling``) runs :meth:`analysis`, :meth:`rate_streams`
+        and :meth:`synthesis` inside it.
+        """
+        with self._inference(), coding_only():
+            yield
+
     def streams(self, x: torch.Tensor) -> list[Stream]:
         """Hard (eval-mode) streams of a batch, as :meth:`compress` codes them."""
         # The streams are all a caller of this gets: no density evaluated for likelihoods.
-        with self._inference(), coding_only():
-            out = self._rate(self.analysis(self.pad(x)))
-        return out.streams
+        with self.coding():
+            return self.rate_streams(self.analysis(self.pad(x)))
 
-    def compress(self, x: torch.Tensor, crc_salt: bytes = b"") -> dict[str, Any]:
-        """Code a batch of images (any size) to bytes: one list of bytes per stream.
+    def rate_streams(self, feats: Mapping[str, torch.Tensor]) -> list[Stream]:
+        """The streams the rate plugin makes of encoder features (call inside :meth:`coding`)."""
+        return self._rate(feats).streams
 
-        Returns ``{"strings", "shape", "image_size", "crc"}``; pass the whole dict to
-        :meth:`decompress` as keyword arguments (CompressAI-Trainer's convention).
-        Entropy tables are built first if missing (``update()``, as CompressAI requires).
+    def encode_streams(self, streams: list[Stream],
+                       crc_salt: bytes = b"") -> tuple[list[list[bytes]], list[list[int]]]:  # fmt: skip
+        """Entropy-code hard streams, every batch item on its own.
+
+        Returns:
+            Per stream, per item: the bytes, and the CRC-32 of the sent symbols salted with
+            ``crc_salt`` (:func:`symbols_crc`).
         """
-        self.update()
-        b = x.shape[0]
-        streams = self.streams(x)
+        b = streams[0].symbols.shape[0]
         strings: list[list[bytes]] = []
         crcs: list[list[int]] = []
         # None where every position is sent: coders and the CRC then skip masking work.
@@ -379,6 +391,18 @@ class Codec(CompressionModel):
                 per_crc.append(symbols_crc(one.symbols, one.mask, crc_salt))
             strings.append(per_item)
             crcs.append(per_crc)
+        return strings, crcs
+
+    def compress(self, x: torch.Tensor, crc_salt: bytes = b"") -> dict[str, Any]:
+        """Code a batch of images (any size) to bytes: one list of bytes per stream.
+
+        Returns ``{"strings", "shape", "image_size", "crc"}``; pass the whole dict to
+        :meth:`decompress` as keyword arguments (CompressAI-Trainer's convention).
+        Entropy tables are built first if missing (``update()``, as CompressAI requires).
+        """
+        self.update()
+        streams = self.streams(x)
+        strings, crcs = self.encode_streams(streams, crc_salt)
         shape = tuple(streams[0].symbols.shape[-2:])
         return {
             "strings": strings,
@@ -402,6 +426,51 @@ class Codec(CompressionModel):
                 f"model codes at most {limit:,} in that many bytes",
                 "the file is damaged (its image size or stream lengths were changed)",
             )
+
+    def decode_latent(self, strings: list[bytes], hw: tuple[int, int], crcs: list[int] | None = None,
+                      crc_salt: bytes = b"") -> torch.Tensor:  # fmt: skip
+        """Entropy-decode one item's streams into the decoder input, (1, C, h, w).
+
+        Args:
+            strings: the item's bytes, one per stream in the rate's order.
+            hw: the latent size.
+            crcs: per stream, the symbol CRC the encoder computed (None: not checked).
+            crc_salt: the salt those CRCs were computed with.
+
+        Raises:
+            BitstreamError: a stream claims more symbols than its bytes carry, the coder fails on
+                it, or its symbols differ from the encoder's.
+        """
+        device = next(self.parameters(), torch.empty(0)).device
+        decoded: dict[str, torch.Tensor] = {}
+        coded: list[Stream] = []
+        for k, spec in enumerate(self.specs):
+            shape = (spec.channels, *hw)
+            mask = self.rate.decode_mask(spec, decoded, hw)
+            self.blame("rate").mask(mask, shape, "decode_mask", spec.name)
+            self._check_symbol_count(strings[k], spec, hw, mask)
+            try:
+                sym = self.coder.decode(strings[k], spec, shape, mask, _context(coded))
+            except CodecError:
+                raise
+            except Exception as e:  # a third-party coder choking on damaged bytes
+                raise BitstreamError(
+                    f"stream {spec.name!r} cannot be decoded by coder "
+                    f"{type(self.coder).name!r} ({self.origin('coder')}): {type(e).__name__}: {e}",
+                    "the file is damaged or was coded by a different model",
+                ) from e
+            self.blame("coder").decoded(sym, spec, shape)
+            if crcs is not None and symbols_crc(sym, mask, crc_salt) != crcs[k]:
+                raise BitstreamError(
+                    f"stream {spec.name!r} decoded to different symbols than were "
+                    "encoded (checksum mismatch)",
+                    "the file is damaged or was coded by a different model or build",
+                )
+            decoded[spec.name] = sym.to(device)  # coders decode on the CPU
+            coded.append(Stream(spec, sym, mask))
+        y_hat = self.rate.reconstruct(decoded, self.quantizer, hw)
+        self.blame("rate").reconstruct(y_hat, self.encoder.latent_channels, hw)
+        return y_hat
 
     def decompress(
         self,
@@ -433,37 +502,10 @@ class Codec(CompressionModel):
                     "the file is damaged or was made by a different model",
                 )
         outs = []
-        device = next(self.parameters(), torch.empty(0)).device
         with self._inference():
             for i in range(len(strings[0])):
-                decoded: dict[str, torch.Tensor] = {}
-                coded: list[Stream] = []
-                for k, spec in enumerate(self.specs):
-                    shape = (spec.channels, *hw)
-                    mask = self.rate.decode_mask(spec, decoded, hw)
-                    self.blame("rate").mask(mask, shape, "decode_mask", spec.name)
-                    self._check_symbol_count(strings[k][i], spec, hw, mask)
-                    try:
-                        sym = self.coder.decode(strings[k][i], spec, shape, mask, _context(coded))
-                    except CodecError:
-                        raise
-                    except Exception as e:  # a third-party coder choking on damaged bytes
-                        raise BitstreamError(
-                            f"stream {spec.name!r} cannot be decoded by coder "
-                            f"{type(self.coder).name!r} ({self.origin('coder')}): {type(e).__name__}: {e}",
-                            "the file is damaged or was coded by a different model",
-                        ) from e
-                    self.blame("coder").decoded(sym, spec, shape)
-                    if crc is not None and symbols_crc(sym, mask, crc_salt) != crc[k][i]:
-                        raise BitstreamError(
-                            f"stream {spec.name!r} decoded to different symbols than were "
-                            "encoded (checksum mismatch)",
-                            "the file is damaged or was coded by a different model or build",
-                        )
-                    decoded[spec.name] = sym.to(device)  # coders decode on the CPU
-                    coded.append(Stream(spec, sym, mask))
-                y_hat = self.rate.reconstruct(decoded, self.quantizer, hw)
-                self.blame("rate").reconstruct(y_hat, self.encoder.latent_channels, hw)
+                item_crcs = None if crc is None else [c[i] for c in crc]
+                y_hat = self.decode_latent([st[i] for st in strings], hw, item_crcs, crc_salt)
                 outs.append(self.synthesis(y_hat).clamp_(0, 1))
         x_hat = outs[0] if len(outs) == 1 else torch.cat(outs, 0)
         if image_size is not None:

@@ -1,40 +1,129 @@
-"""Image ⇄ compressed file through a codec, with every check the container allows."""
+"""Image ⇄ compressed file through a codec, tile by tile, with every check the container allows.
+
+Files are coded in square tiles (``corelib.tiling``): memory is bounded by the tile, not by
+the image. The tile size is recorded in the file, so decoding needs no option.
+"""
 
 from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
 import torch
+from PIL import Image
 
 from codec_lab.corelib.codec import Codec
-from codec_lab.corelib.container import Header, pack, symbols_salt, unpack
+from codec_lab.corelib.container import Header, pack, unpack
 from codec_lab.corelib.errors import BitstreamError
+from codec_lab.corelib.tiling import (
+    MAX_TILE,
+    Pixels,
+    TileLayout,
+    decode_tiles,
+    encode_tiles,
+    resolve_tile,
+    tile_unit,
+)
 
-__all__ = ["decode_bytes", "encode_image", "read_compressed"]
+__all__ = ["decode_array", "decode_bytes", "decode_image", "encode_image", "read_compressed"]
 
 
-def encode_image(codec: Codec, x: torch.Tensor, digest: str | None = None) -> bytes:
-    """Compress one (1, 3, H, W) image into a complete file's bytes.
+def encode_image(codec: Codec, x: torch.Tensor | np.ndarray | Image.Image, digest: str | None = None, *,
+                 tile: int | None = None) -> bytes:  # fmt: skip
+    """Compress one image into a complete file's bytes.
 
     Args:
+        x: a (1, 3, H, W) float tensor in [0, 1], an (H, W, 3) uint8 array (``load_array``),
+            or an RGB Pillow image (``open_rgb``); 8-bit pixels become floats one tile at a time.
         digest: the codec's ``weights_digest()``, when the caller has it already.
+        tile: coding-tile side in pixels (see ``tiling.resolve_tile``); None: the default
+            (1024 pixels, so a Kodak image is one tile); 0: the whole image as one tile.
+
+    Raises:
+        ConfigError: ``tile`` does not suit the codec.
     """
-    if x.dim() != 4 or x.shape[0] != 1:
-        raise ValueError("encode_image takes one image shaped (1, 3, H, W)")
-    image_size = (int(x.shape[-2]), int(x.shape[-1]))
-    latent_size = codec.latent_size(*image_size)
-    enc = codec.compress(x, crc_salt=symbols_salt(image_size, latent_size))
-    if tuple(enc["shape"]) != latent_size:  # the decoder derives it from the image size
-        raise codec.blame("encoder").error(
-            "forward", f"coded a {image_size[0]}x{image_size[1]} image as a {tuple(enc['shape'])} latent; "
-            f"its downsampling_factor and min_input_size say {latent_size}",
-            "declare the downsampling_factor and min_input_size the network has")
-    header = Header(
-        digest=digest or codec.weights_digest(),
-        image_size=image_size,
-        symbol_crcs=[c[0] for c in enc["crc"]],
-    )
-    return pack(header, [s[0] for s in enc["strings"]])
+    pixels = Pixels(x)
+    tile = resolve_tile(codec, tile)
+    layout = TileLayout.of(codec, pixels.size, tile)
+    payloads, crcs = encode_tiles(codec, pixels, layout)
+    header = Header(digest=digest or codec.weights_digest(), image_size=pixels.size, symbol_crcs=crcs,
+                    tile=tile)  # fmt: skip
+    return pack(header, payloads)
+
+
+def _open(codec: Codec, data: bytes, where: str, digest: str | None,
+          max_pixels: int | None) -> tuple[TileLayout, list[bytes], list[int]]:  # fmt: skip
+    """Validate a file against the codec: its layout, payloads and symbol CRCs."""
+    header, streams = unpack(data, where, max_pixels)
+    digest = digest or codec.weights_digest()
+    if header.digest != digest:
+        raise BitstreamError(
+            f"{where} was made by another model (model digest {header.digest}, this model {digest})",
+            "decompress it with the run that made it (--model RUN)",
+        )
+    layout = TileLayout.of(codec, header.image_size, header.tile)
+    rows, cols = layout.grid
+    n = len(streams) // (rows * cols)
+    if n != len(codec.specs):
+        raise BitstreamError(f"{where} has {n} streams per tile; this model codes {len(codec.specs)}",
+                             "the file is damaged or was made by another model")  # fmt: skip
+    unit = tile_unit(codec)
+    if header.tile and (header.tile % unit or not codec.padded_size(1, 1)[0] <= header.tile <= MAX_TILE):
+        # Never written so: a tile the model cannot code, or one larger than any writer makes.
+        raise BitstreamError(f"{where} is coded in {header.tile}-pixel tiles, which this model cannot "
+                             f"code (tiles must be multiples of {unit} pixels, at most {MAX_TILE})",
+                             "the file is damaged or was made by another model")  # fmt: skip
+    return layout, streams, header.symbol_crcs
+
+
+def _decode(codec: Codec, data: bytes, where: str, digest: str | None, max_pixels: int | None,
+            sink_for: type[_Sink]) -> _Sink:  # fmt: skip
+    layout, streams, crcs = _open(codec, data, where, digest, max_pixels)
+    sink = sink_for(layout.image_size)
+    try:
+        decode_tiles(codec, streams, crcs, layout, sink)
+    except BitstreamError as e:  # name the file, as the container's own errors do
+        raise BitstreamError(f"{where}: {e.message}", e.hint) from e
+    return sink
+
+
+class _FloatSink:
+    """Collects decoded tiles into a (1, 3, H, W) float tensor."""
+
+    def __init__(self, size: tuple[int, int]) -> None:
+        self.out = torch.empty(1, 3, *size)
+
+    def __call__(self, y: int, x: int, tile: torch.Tensor) -> None:
+        self.out[..., y : y + tile.shape[-2], x : x + tile.shape[-1]] = tile
+
+
+class _PillowSink:
+    """Collects decoded tiles into an RGB Pillow image (what ``codec decompress`` saves)."""
+
+    def __init__(self, size: tuple[int, int]) -> None:
+        self.out = Image.new("RGB", (size[1], size[0]))
+
+    def __call__(self, y: int, x: int, tile: torch.Tensor) -> None:
+        self.out.paste(Image.fromarray(_to_bytes(tile)), (x, y))
+
+
+def _to_bytes(tile: torch.Tensor) -> np.ndarray:
+    """(1, 3, h, w) floats in [0, 1] → (h, w, 3) uint8, rounded as ``to_uint8`` rounds."""
+    return tile[0].mul(255).round_().to(torch.uint8).permute(1, 2, 0).cpu().numpy()
+
+
+class _ByteSink:
+    """Collects decoded tiles into an (H, W, 3) uint8 array, rounded as ``to_uint8`` rounds."""
+
+    def __init__(self, size: tuple[int, int]) -> None:
+        self.out = np.empty((*size, 3), np.uint8)
+
+    def __call__(self, y: int, x: int, tile: torch.Tensor) -> None:
+        u8 = _to_bytes(tile)
+        self.out[y : y + u8.shape[0], x : x + u8.shape[1]] = u8
+
+
+_Sink = _FloatSink | _ByteSink | _PillowSink
 
 
 def decode_bytes(
@@ -45,7 +134,9 @@ def decode_bytes(
     *,
     max_pixels: int | None = None,
 ) -> torch.Tensor:
-    """Decode a file's bytes to a (1, 3, H, W) image, refusing files of another model.
+    """Decode a file's bytes to a (1, 3, H, W) float image, refusing files of another model.
+
+    For large images prefer :func:`decode_array` (8 bits per sample instead of 32).
 
     Args:
         where: names the file in errors.
@@ -55,28 +146,41 @@ def decode_bytes(
     Raises:
         BitstreamError: the file is damaged, over the pixel limit, or of another model.
     """
-    header, streams = unpack(data, where, max_pixels)
-    digest = digest or codec.weights_digest()
-    if header.digest != digest:
-        raise BitstreamError(
-            f"{where} was made by another model (model digest {header.digest}, this model {digest})",
-            "decompress it with the run that made it (--model RUN)",
-        )
-    if len(streams) != len(codec.specs):
-        raise BitstreamError(f"{where} has {len(streams)} streams; this model codes {len(codec.specs)}",
-                             "the file is damaged or was made by another model")  # fmt: skip
-    latent_size = codec.latent_size(*header.image_size)
-    try:
-        out = codec.decompress(
-            [[s] for s in streams],
-            latent_size,
-            image_size=header.image_size,
-            crc=[[k] for k in header.symbol_crcs],
-            crc_salt=symbols_salt(header.image_size, latent_size),
-        )
-    except BitstreamError as e:  # name the file, as the container's own errors do
-        raise BitstreamError(f"{where}: {e.message}", e.hint) from e
-    return out["x_hat"]
+    return _decode(codec, data, where, digest, max_pixels, _FloatSink).out
+
+
+def decode_array(
+    codec: Codec,
+    data: bytes,
+    where: str = "file",
+    digest: str | None = None,
+    *,
+    max_pixels: int | None = None,
+) -> np.ndarray:
+    """Decode a file's bytes to an (H, W, 3) uint8 image: :func:`decode_bytes`' pixels rounded
+    to 8 bits (as ``to_uint8`` rounds), without a full-size float buffer.
+
+    Raises:
+        BitstreamError: as :func:`decode_bytes`.
+    """
+    return _decode(codec, data, where, digest, max_pixels, _ByteSink).out
+
+
+def decode_image(
+    codec: Codec,
+    data: bytes,
+    where: str = "file",
+    digest: str | None = None,
+    *,
+    max_pixels: int | None = None,
+) -> Image.Image:
+    """Decode a file's bytes to an RGB Pillow image (:func:`decode_array`'s pixels), written
+    tile by tile: the one full-size buffer is the image itself (``codec decompress`` saves it).
+
+    Raises:
+        BitstreamError: as :func:`decode_bytes`.
+    """
+    return _decode(codec, data, where, digest, max_pixels, _PillowSink).out
 
 
 def read_compressed(path: str | Path) -> bytes:

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import re
+import warnings
 from pathlib import Path
 
 import numpy as np
 import torch
 from PIL import Image, UnidentifiedImageError
 
+from codec_lab.corelib.container import max_pixels_limit
 from codec_lab.corelib.errors import DataError, ImageError
 from codec_lab.corelib.outputs import atomic_output
 
@@ -16,7 +19,9 @@ __all__ = [
     "SAMPLE_SPLITS",
     "image_pixels",
     "list_images",
+    "load_array",
     "load_image",
+    "open_rgb",
     "sample_images",
     "save_image",
     "to_uint8",
@@ -35,36 +40,121 @@ def _gray_to_8bit(a: np.ndarray) -> np.ndarray:
     return np.clip(np.round(a.astype(np.float64) / top * 255), 0, 255).astype(np.uint8)
 
 
-def load_image(path: str | Path) -> tuple[torch.Tensor, str | None]:
-    """Read an image as a (1, 3, H, W) float tensor in [0, 1].
+def _sixteen_bit(im: Image.Image) -> bool:
+    """Whether Pillow reads 16 bits per channel that it reduces to 8 (a 48-bit RGB PNG opens
+    as mode "RGB" with raw mode "RGB;16B": only the tile descriptors tell)."""
+    for t in getattr(im, "tile", None) or []:
+        args = t.args if isinstance(t.args, str) else (t.args[0] if t.args else "")
+        if isinstance(args, str) and ";16" in args:
+            return True
+    return False
+
+
+def _too_large(p: Path, size: str | None, pixels: int | None, limit: int) -> ImageError:
+    if size:
+        what = f"is {size} ({pixels:,} pixels)"
+    else:
+        what = f"has {pixels:,} pixels" if pixels else "is too large"
+    return ImageError(
+        f"image {p} {what}, over the limit of {limit:,} pixels",
+        "if the image is trusted, raise the limit (--max-pixels N or CODEC_MAX_PIXELS=N)",
+    )
+
+
+def _to_rgb(im: Image.Image, p: Path, limit: int) -> tuple[Image.Image, str | None]:
+    """Decode an opened image within the pixel limit and convert it to 8-bit RGB, with a notice."""
+    w, h = im.size
+    if w * h > limit:
+        raise _too_large(p, f"{w}x{h}", w * h, limit)
+    deep = _sixteen_bit(im)  # before load(), which clears the tile descriptors
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+        im.load()
+    # A 16-bit gray mode names its depth itself ("I;16"); Pillow's 48-bit RGB does not.
+    sixteen = deep and not im.mode.startswith(("I", "F"))
+    if im.mode == "RGB" and not sixteen:
+        return im, None
+    source = f"16-bit {im.mode}" if sixteen else im.mode
+    notice = f"{p.name}: converted {source} to RGB"
+    if deep:
+        notice += " (16 bits per channel reduced to 8)"
+    if im.mode.startswith("I") or im.mode == "F":
+        im = Image.fromarray(_gray_to_8bit(np.asarray(im)), "L").convert("RGB")
+    elif im.mode in ("RGBA", "LA", "PA") or "transparency" in im.info:
+        notice += " (transparency dropped onto white)"
+        rgba = im.convert("RGBA")
+        bg = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
+        im = Image.alpha_composite(bg, rgba).convert("RGB")
+    elif im.mode != "RGB":
+        im = im.convert("RGB")
+    return im, notice
+
+
+def open_rgb(path: str | Path, max_pixels: int | None = None) -> tuple[Image.Image, str | None]:
+    """Read an image as a decoded 8-bit RGB Pillow image (what the file path codes from: Pillow
+    keeps 4 bytes a pixel, and tiles are read from it without another full-size copy).
+
+    Args:
+        max_pixels: refuse images with more pixels (default ``$CODEC_MAX_PIXELS`` or 2**28,
+            see ``container.max_pixels_limit``). Pillow's decompression-bomb guard is set to
+            the same limit, so this limit is the one that applies.
 
     Returns:
-        The tensor and a notice when the image was converted (RGBA, grayscale, palette…).
+        The image (mode "RGB") and a notice when it was converted (RGBA, grayscale, palette,
+        16 bits per channel…).
+
+    Raises:
+        ImageError: missing, unreadable, or over the pixel limit (one line, with how to raise it).
     """
     p = Path(path)
     if not p.exists():
         raise ImageError(f"image {p} does not exist", "check the path")
     if p.is_dir():
         raise ImageError(f"{p} is a folder, not an image", "pass an image file")
+    limit = max_pixels_limit(max_pixels)
+    # Pillow refuses images over twice its limit at open and warns above it: with our limit as
+    # its own, an image over ours is refused by us (below) or by it (caught here), never later.
+    Image.MAX_IMAGE_PIXELS = limit
     try:
-        with Image.open(p) as im:
-            im.load()
-            notice = None
-            if im.mode != "RGB":
-                notice = f"{p.name}: converted {im.mode} to RGB"
-                if im.mode.startswith("I") or im.mode == "F":
-                    im = Image.fromarray(_gray_to_8bit(np.asarray(im)), "L").convert("RGB")
-                elif im.mode in ("RGBA", "LA", "PA") or "transparency" in im.info:
-                    notice += " (transparency dropped onto white)"
-                    rgba = im.convert("RGBA")
-                    bg = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
-                    im = Image.alpha_composite(bg, rgba).convert("RGB")
-                else:
-                    im = im.convert("RGB")
-            arr = np.asarray(im, dtype=np.uint8).copy()
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            opened = Image.open(p)
+        try:
+            im, notice = _to_rgb(opened, p, limit)
+        except BaseException:
+            opened.close()
+            raise
+    except Image.DecompressionBombError as e:  # Pillow's guard, at twice its (our) limit
+        found = re.search(r"\((\d+) pixels\)", str(e))
+        raise _too_large(p, None, int(found.group(1)) if found else None, limit) from e
     except (UnidentifiedImageError, OSError, ValueError) as e:
         raise ImageError(f"cannot read image {p}: {e}", "pass a PNG or JPEG image") from e
-    x = torch.from_numpy(arr).permute(2, 0, 1).float().div(255.0)
+    if im is not opened:
+        opened.close()
+    return im, notice
+
+
+def load_array(path: str | Path, max_pixels: int | None = None) -> tuple[np.ndarray, str | None]:
+    """Read an image as an (H, W, 3) uint8 array (read-only): :func:`open_rgb`'s pixels.
+
+    Raises:
+        ImageError: as :func:`open_rgb`.
+    """
+    im, notice = open_rgb(path, max_pixels)
+    return np.asarray(im, dtype=np.uint8), notice
+
+
+def load_image(path: str | Path, max_pixels: int | None = None) -> tuple[torch.Tensor, str | None]:
+    """Read an image as a (1, 3, H, W) float tensor in [0, 1] (:func:`open_rgb`, converted).
+
+    Returns:
+        The tensor and a notice when the image was converted (RGBA, grayscale, palette…).
+
+    Raises:
+        ImageError: as :func:`open_rgb`.
+    """
+    arr, notice = load_array(path, max_pixels)
+    x = torch.from_numpy(arr.copy()).permute(2, 0, 1).float().div(255.0)
     return x[None], notice
 
 
@@ -85,15 +175,23 @@ def to_uint8(x: torch.Tensor) -> np.ndarray:
     return x.detach().clamp(0, 1).mul(255).round().to(torch.uint8).permute(1, 2, 0).cpu().numpy()
 
 
-def save_image(x: torch.Tensor, path: str | Path, *, overwrite: bool = False) -> None:
+def save_image(x: torch.Tensor | np.ndarray | Image.Image, path: str | Path, *,
+               overwrite: bool = False) -> None:  # fmt: skip
     """Write an image atomically; the format follows the suffix (PNG when there is none).
 
-    An existing file is refused unless ``overwrite``.
+    Args:
+        x: a float tensor in [0, 1] (see :func:`to_uint8`), an (H, W, 3) uint8 array, or a
+            Pillow image (written as it is).
+        overwrite: replace an existing file (refused otherwise).
     """
     target = Path(path)
     fmt = Image.registered_extensions().get(target.suffix.lower(), "PNG")
+    if isinstance(x, Image.Image):
+        im = x
+    else:
+        im = Image.fromarray(x if isinstance(x, np.ndarray) else to_uint8(x))
     with atomic_output(target, overwrite=overwrite) as tmp:
-        Image.fromarray(to_uint8(x)).save(tmp, format=fmt)
+        im.save(tmp, format=fmt)
 
 
 def list_images(folder: str | Path) -> list[Path]:

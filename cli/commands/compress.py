@@ -11,8 +11,9 @@ from codec_lab.cli._options import Device, Force
 from codec_lab.cli._output import err, handle_errors, out
 from codec_lab.corelib.devices import resolve_device
 from codec_lab.corelib.files import encode_image
-from codec_lab.corelib.images import load_image
+from codec_lab.corelib.images import open_rgb
 from codec_lab.corelib.outputs import atomic_output, check_output
+from codec_lab.corelib.tiling import DEFAULT_TILE, resolve_tile
 from codec_lab.registry.runs import load_run
 
 
@@ -29,26 +30,38 @@ def compress(
         "--output", "-o",
         help="Compressed file to write (default: the image's file name + .cdl, in the current "
              "folder: photo.png → photo.png.cdl).")] = None,
+    tile: Annotated[int | None, typer.Option(
+        "--tile",
+        help=f"Code the image in square tiles of this many pixels, so memory stays bounded at any "
+             f"image size (default {DEFAULT_TILE}: a Kodak image is one tile; 0: the whole image "
+             f"at once). A multiple of the model's tile unit (16 for most models); the file "
+             f"records it, so decompress needs no option.")] = None,
+    max_pixels: Annotated[int | None, typer.Option(
+        "--max-pixels", min=1,
+        help="Refuse larger images (height x width); default $CODEC_MAX_PIXELS or 268435456 "
+             "(2**28).")] = None,
     force: Force = False,
     device: Device = "auto",
 ) -> None:
     """Compress an image into a real file with a trained codec.
 
-    An existing output file is refused unless --force is given.
+    An existing output file is refused unless --force is given. Images of any size up to the
+    pixel limit are coded tile by tile in bounded memory (--tile).
 
     Example:
       codec compress photo.png --model runs/admm1 -o photo.cdl
     """
     target = check_output(output or default_output(image), force, inputs=[image])
     dev = resolve_device(device)
-    x, notice = load_image(image)
     codec = load_run(model).to(dev)
+    tile = resolve_tile(codec, tile)  # a bad --tile is refused before the image is read
+    pixels, notice = open_rgb(image, max_pixels)  # 8-bit: tiles become floats one at a time
     if notice:
         err.print(f"Notice: {notice}", highlight=False)
-    data = encode_image(codec, x.to(dev))
+    data = encode_image(codec, pixels, tile=tile)
     with atomic_output(target, overwrite=force) as tmp:
         tmp.write_bytes(data)
-    h, w = x.shape[-2:]
+    w, h = pixels.size
     size = target.stat().st_size
     out.print(f"{image} → {target}: {size:,} bytes, {size * 8 / (h * w):.4f} bpp ({w}x{h})",
               highlight=False)

@@ -10,7 +10,7 @@ import typer
 from codec_lab.cli._options import Device, Force
 from codec_lab.cli._output import handle_errors, out
 from codec_lab.corelib.devices import resolve_device
-from codec_lab.corelib.files import decode_bytes, read_compressed
+from codec_lab.corelib.files import decode_image, read_compressed
 from codec_lab.corelib.images import IMAGE_SUFFIXES, save_image
 from codec_lab.corelib.outputs import check_output
 from codec_lab.registry.runs import load_run
@@ -53,7 +53,8 @@ def decompress(
     dev = resolve_device(device)
     data = read_compressed(file)
     codec = load_run(model).to(dev)
-    x_hat = decode_bytes(codec, data, str(file), max_pixels=max_pixels)
-    save_image(x_hat, target, overwrite=force)
-    h, w = x_hat.shape[-2:]
+    # 8-bit pixels written tile by tile: no full-size float image at any size.
+    pixels = decode_image(codec, data, str(file), max_pixels=max_pixels)
+    save_image(pixels, target, overwrite=force)
+    w, h = pixels.size
     out.print(f"{file} → {target} ({w}x{h}, {len(data) * 8 / (h * w):.4f} bpp)", highlight=False)

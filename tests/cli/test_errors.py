@@ -309,3 +309,27 @@ def test_typer_usage_errors_exit_2() -> None:
     result = invoke("compress")
     assert result.exit_code == 2 and "Traceback" not in result.output
 
+
+
+# ---------------------------------------------------------------- large images (issue 13)
+def test_image_over_the_pixel_limit(cli_run: Path, image_file, tmp_path: Path) -> None:
+    """Our pixel limit, and Pillow's decompression-bomb guard (which follows it), end in one
+    line naming the limit and how to raise it; --max-pixels raises it."""
+    img = image_file(h=48, w=40)  # 1,920 pixels
+    out = tmp_path / "o.cdl"
+    err = assert_clean_failure(invoke("compress", img, "-m", cli_run, "-o", out, "--max-pixels", "1000"),
+                               contains="48 (1,920 pixels), over the limit of 1,000 pixels")  # fmt: skip
+    assert "--max-pixels" in err and "CODEC_MAX_PIXELS" in err
+    err = assert_clean_failure(invoke("compress", img, "-m", cli_run, "-o", out,
+                                      env={"CODEC_MAX_PIXELS": "900"}),
+                               contains="has 1,920 pixels, over the limit of 900 pixels")  # fmt: skip
+    assert "DecompressionBomb" not in err
+    assert not out.exists()
+    assert invoke("compress", img, "-m", cli_run, "-o", out, "--max-pixels", "1920").exit_code == 0
+
+
+def test_bad_tile_size(cli_run: Path, image_file, tmp_path: Path) -> None:
+    err = assert_clean_failure(invoke("compress", image_file(), "-m", cli_run, "-o", tmp_path / "o.cdl",
+                                      "--tile", "20"), contains="tile size 20 does not suit this model")
+    assert "use 0 (one tile" in err and "multiple of 16" in err
+    assert not (tmp_path / "o.cdl").exists()

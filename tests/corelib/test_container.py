@@ -1,4 +1,5 @@
-"""The compressed-file container (format 2): layout, size, and every way a file can be refused."""
+"""The compressed-file container (format 3, format 2 read): layout, size, tiles, and every way a
+file can be refused."""
 
 from __future__ import annotations
 
@@ -13,10 +14,12 @@ from codec_lab.corelib.container import (
     FORMAT_VERSION,
     MAGIC,
     MAX_STREAMS,
+    TILE_UNIT,
     Header,
     max_pixels_limit,
     pack,
     symbols_salt,
+    tile_grid,
     unpack,
 )
 from codec_lab.corelib.errors import BitstreamError, ConfigError
@@ -44,10 +47,12 @@ def _varint(v: int) -> bytes:
 
 
 def _file(*, magic: bytes = MAGIC, version: int = FORMAT_VERSION, flags: int = 1, h: bytes = b"\x32",
-          w: bytes = b"\x25", digest: bytes = bytes.fromhex(DIGEST), entries: bytes = b"\0\0\0\0",
-          payload: bytes = b"payload!") -> bytes:  # fmt: skip
-    """A file built field by field (raw bytes, so that any field can be malformed), checksummed."""
-    return _recrc(magic + bytes([version, flags]) + h + w + digest + entries + payload)
+          w: bytes = b"\x25", tile: bytes = b"\x40", digest: bytes = bytes.fromhex(DIGEST),
+          entries: bytes = b"\0\0\0\0", payload: bytes = b"payload!") -> bytes:  # fmt: skip
+    """A file built field by field (raw bytes, so that any field can be malformed), checksummed.
+    The tile size is left out of a version-2 file."""
+    tile = tile if version >= 3 else b""
+    return _recrc(magic + bytes([version, flags]) + h + w + tile + digest + entries + payload)
 
 
 def _refused(data: bytes, match: str, **kw) -> BitstreamError:
@@ -67,18 +72,32 @@ def test_round_trip() -> None:
 
 
 def test_layout_byte_by_byte() -> None:
-    """docs/format.md, example: one stream of a 512x768 (Kodak) image."""
-    data = pack(Header(DIGEST, (512, 768), [0xDEADBEEF]), [b"\x01\x02\x03\x04"])
-    assert data[:-4] == (b"CD" + b"\x02" + b"\x01" + b"\x80\x04" + b"\x80\x06"
+    """docs/format.md, example: one stream of a 512x768 (Kodak) image in 1024-pixel tiles."""
+    data = pack(Header(DIGEST, (512, 768), [0xDEADBEEF], tile=1024), [b"\x01\x02\x03\x04"])
+    assert data[:-4] == (b"CD" + b"\x03" + b"\x01" + b"\x80\x04" + b"\x80\x06" + b"\x40"
                          + bytes.fromhex(DIGEST) + b"\xef\xbe\xad\xde" + b"\x01\x02\x03\x04")  # fmt: skip
     assert data[-4:] == struct.pack("<I", zlib.crc32(data[:-4]))
+    assert data[-4:] == bytes.fromhex("baaa5e14")  # as docs/format.md shows it
 
 
-def test_one_stream_container_is_at_most_24_bytes() -> None:
+def test_tiled_layout_byte_by_byte() -> None:
+    """docs/format.md, second example: a 40x24 image in 16-pixel tiles (3x2), two streams each."""
+    payloads = [bytes([t * 2 + i]) * (i + 1) for t in range(6) for i in range(2)]
+    data = pack(Header(DIGEST, (40, 24), list(range(12)), tile=16), payloads)
+    entries = b"".join((bytes([len(p)]) if k < 11 else b"") + struct.pack("<I", k)
+                       for k, p in enumerate(payloads))  # fmt: skip
+    assert data[:-4] == b"CD\x03\x02\x28\x18\x01" + bytes.fromhex(DIGEST) + entries + b"".join(payloads)
+    header, out = unpack(data)
+    assert out == payloads and header.tile == 16 and header.symbol_crcs == list(range(12))
+    assert tile_grid((40, 24), 16) == (3, 2)
+
+
+def test_one_stream_container_is_at_most_25_bytes() -> None:
+    """One byte more than format 2 (the tile size, 1 byte up to 2,032-pixel tiles)."""
     payload = b"x" * 1000
     for size in [(512, 768), (768, 512), (16383, 16383)]:
-        assert len(pack(Header(DIGEST, size, [1]), [payload])) - len(payload) <= 24
-    assert len(pack(Header(DIGEST, (48, 40), [1]), [payload])) - len(payload) == 22
+        assert len(pack(Header(DIGEST, size, [1]), [payload])) - len(payload) <= 25
+    assert len(pack(Header(DIGEST, (48, 40), [1], tile=1024), [payload])) - len(payload) == 23
 
 
 def test_two_streams_add_a_length_and_a_crc() -> None:
@@ -109,6 +128,9 @@ def test_symbols_salt_encodes_image_and_latent_sizes() -> None:
     ({"image_size": (5, 2**32)}, STREAMS, "cannot be written"),
     ({"digest": "xyz"}, STREAMS, "not hex"),
     ({"digest": "abcd"}, STREAMS, "not 8 bytes"),
+    ({"tile": 24}, STREAMS, "tile size 24 is not 0 or a multiple of 16"),
+    ({"tile": -16}, STREAMS, "tile size -16"),
+    ({"tile": 16}, STREAMS, "2 payloads for 12 tiles"),
     ({"symbol_crcs": [1, 2**32]}, STREAMS, "32-bit"),
 ])  # fmt: skip
 def test_pack_refuses_what_it_cannot_write(over, streams, words) -> None:
@@ -135,7 +157,8 @@ def test_version_1_file_is_refused_by_name() -> None:
                        "n": [4], "k": [1]}, separators=(",", ":")).encode()  # fmt: skip
     v1 = _recrc(struct.pack("<4sBH", b"CDLB", 1, len(head)) + head + b"abcd")
     err = _refused(v1, "format version 1")
-    assert "this build reads only version 2" in str(err) and "compress the original image again" in str(err)
+    assert "this build reads only versions 2 and 3" in str(err)
+    assert "compress the original image again" in str(err)
     _refused(b"CDLB\x01", "format version 1")  # even a truncated one
 
 
@@ -202,7 +225,7 @@ def test_pixel_limit_can_be_set(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("CODEC_MAX_PIXELS", "5000")
     _refused(data, "over the limit of 5,000 pixels.*--max-pixels or CODEC_MAX_PIXELS")
     assert unpack(data, max_pixels=10_000)[0].image_size == (100, 100)  # the option wins
-    big = _file(h=_varint(2**15), w=_varint(2**14))
+    big = _file(h=_varint(2**15), w=_varint(2**14), tile=b"\0")
     monkeypatch.setenv("CODEC_MAX_PIXELS", str(2**29))
     assert unpack(big)[0].image_size == (2**15, 2**14)
 
@@ -227,3 +250,57 @@ def test_stream_lengths_that_do_not_add_up() -> None:
     header, streams = unpack(_recrc(data[:-4] + b"extra"))
     assert streams == [STREAMS[0], STREAMS[1] + b"extra"]
     _refused(_recrc(data[:-4][: -len(STREAMS[1]) - 2]), "add up to more than")
+
+
+# ---------------------------------------------------------------- tiles and format 2
+def test_format_2_file_reads_as_one_tile() -> None:
+    """Format 2 is format 3 without the tile-size field: it reads as an untiled file."""
+    v2 = _file(version=2, flags=2, entries=b"\x03" + b"\x0b\0\0\0" + b"\x16\0\0\0", payload=b"abcdefgh")
+    header, streams = unpack(v2)
+    assert header == Header(DIGEST, (50, 37), [11, 22], [3, 5], tile=0)
+    assert streams == [b"abc", b"defgh"]
+
+
+def test_tile_grid() -> None:
+    assert tile_grid((512, 768), 0) == (1, 1) == tile_grid((512, 768), 1024)
+    assert tile_grid((1025, 2048), 1024) == (2, 2)
+    assert tile_grid((40, 24), 16) == (3, 2)
+
+
+def test_tiled_round_trip_and_size() -> None:
+    """Per tile and stream: a length varint and a CRC; a one-tile file costs the untiled size."""
+    payloads = [bytes([k]) * k for k in range(12)]  # 6 tiles x 2 streams
+    data = pack(_header(image_size=(48, 32), tile=16, symbol_crcs=list(range(12))), payloads)
+    header, out = unpack(data)
+    assert out == payloads and header.tile == 16 and header.lengths == [len(p) for p in payloads]
+    one = pack(_header(image_size=(48, 32), tile=TILE_UNIT * 4, symbol_crcs=[1, 2]), payloads[:2])
+    assert len(data) - len(one) == 10 * (1 + 4) + sum(map(len, payloads[2:]))
+
+
+@pytest.mark.parametrize(("fields", "words"), [
+    # A tile size that makes more tiles than the file has entries for.
+    ({"tile": b"\x01", "entries": b"\0\0\0\0"},
+     r"declares 12 tiles \(4x3 of 16 pixels\) x 1 streams, more entries"),
+    ({"tile": b"\x01", "flags": 2, "entries": b"\0" * 9}, "declares 12 tiles"),
+    ({"tile": b"\x80\x00"}, "tile size is not in its shortest form"),
+    ({"tile": b"\xff\xff\xff\xff\x7f"}, "tile size is out of range"),
+    # 2**28 pixels in 16-pixel tiles: a million entries claimed, refused before any is read.
+    ({"h": _varint(2**14), "w": _varint(2**14), "tile": b"\x01"}, r"declares 1,048,576 tiles"),
+])  # fmt: skip
+def test_tile_fields_out_of_range(fields, words) -> None:
+    _refused(_file(**fields), words)
+
+
+def test_tiled_entries_are_named_by_tile() -> None:
+    """Entries that run off the end name the stream and the tile."""
+    data = _file(h=b"\x30", w=b"\x10", tile=b"\x01", entries=b"\x05\0\0\0\0" + b"\x81" * 9, payload=b"")
+    _refused(data, "damaged header: the length of stream 1 of tile 2 runs over 5 bytes")
+
+
+def test_symbols_salt_names_the_tile() -> None:
+    base = symbols_salt((64, 64), (8, 8))
+    assert symbols_salt((64, 64), (8, 8), 0, (3, 4)) == base  # untiled: format 2's salt
+    tiled = {symbols_salt((64, 64), (8, 8), t, p) for t, p in [(16, (0, 0)), (16, (0, 1)), (16, (1, 0)),
+                                                                 (32, (0, 0))]}  # fmt: skip
+    assert len(tiled) == 4 and base not in tiled
+    assert symbols_salt((64, 64), (8, 8), 16, (1, 2)) == base + struct.pack("<3I", 1, 1, 2)

@@ -1,12 +1,12 @@
-"""Structure-aware fuzzing of the format-2 container with a real trained codec.
+"""Structure-aware fuzzing of the format-3 container with a real trained codec.
 
-Each case changes header fields of a real file (image size, varint encodings, stream count and
-lengths, digest, symbol CRCs, flags, version, truncation, extension, payload bytes), one to
-three at a time, and recomputes the trailing CRC so that the change reaches the field checks.
-Every case must end in a one-line :class:`BitstreamError` or decode to exactly the original
-image. The cases run in a fresh process (fixed seed, time budget) whose peak memory is
-bounded: nothing may be allocated for what a damaged header merely claims (e.g. an image of
-2**28 pixels).
+Each case changes header fields of a real file, untiled or tiled (image size, tile size, varint
+encodings, stream count and lengths, digest, symbol CRCs, flags, version, truncation,
+extension, payload bytes, swapped tiles), one to three at a time, and recomputes the trailing
+CRC so that the change reaches the field checks. Every case must end in a one-line
+:class:`BitstreamError` or decode to exactly the original image. The cases run in a fresh
+process (fixed seed, time budget) whose peak memory is bounded: nothing may be allocated for
+what a damaged header merely claims (e.g. an image of 2**28 pixels).
 """
 
 from __future__ import annotations
@@ -66,11 +66,13 @@ def parse(data):
     """The file as editable fields; varints kept as raw bytes so they can be malformed."""
     f = {"magic": data[:2], "version": data[2], "flags": data[3]}
     pos = 4
-    for k in ("h", "w"):
+    for k in ("h", "w", "t"):
         v, end = read_varint(data, pos)
         f[k], f[k + "_raw"], pos = v, data[pos:end], end
     f["digest"], pos = data[pos:pos + 8], pos + 8
-    n, entries = data[3] & 15, []
+    tile = 16 * f["t"]
+    tiles = (-(-f["h"] // tile) * -(-f["w"] // tile)) if tile else 1
+    n, entries = (data[3] & 15) * tiles, []
     for i in range(n):
         raw = b""
         if i < n - 1:
@@ -83,7 +85,8 @@ def parse(data):
 
 
 def build(f):
-    head = f["magic"] + bytes([f["version"] & 255, f["flags"] & 255]) + f["h_raw"] + f["w_raw"] + f["digest"]
+    head = (f["magic"] + bytes([f["version"] & 255, f["flags"] & 255]) + f["h_raw"] + f["w_raw"] + f["t_raw"]
+            + f["digest"])
     body = head + b"".join(raw + crc for raw, crc in f["entries"]) + f["payload"]
     body = body[: f["cut"]] if "cut" in f else body
     return body + struct.pack("<I", zlib.crc32(body))
@@ -109,13 +112,35 @@ def m_both_sizes(f):
     return f"size={f['h']}x{f['w']}"
 
 
+def m_tile(f):
+    """Another tile size: more or fewer tiles than the entries list, or as many."""
+    f["t"] = rng.choice([0, 1, 2, 3, 4, 64, 65, 128, f["t"] - 1, f["t"] + 1, f["t"] * 2, 2**28, 2**32 - 1])
+    f["t"] = max(0, f["t"])
+    f["t_raw"] = varint(f["t"])
+    return f"tile {16 * f['t']}"
+
+
+def m_swap_tiles(f):
+    """Two entries (length + CRC) swapped with their payloads, as if two tiles traded places."""
+    lengths = [read_varint(raw, 0)[0] for raw, _ in f["entries"][:-1]]
+    if len(lengths) < 2:
+        return "one entry: nothing to swap"
+    i, j = sorted(rng.sample(range(len(lengths)), 2))
+    starts = [sum(lengths[:k]) for k in range(len(lengths) + 1)]
+    parts = [f["payload"][starts[k]:starts[k + 1]] for k in range(len(lengths))] + [f["payload"][starts[-1]:]]
+    parts[i], parts[j] = parts[j], parts[i]
+    f["entries"][i], f["entries"][j] = f["entries"][j], f["entries"][i]
+    f["payload"] = b"".join(parts)
+    return f"swap entries {i} and {j}"
+
+
 def m_swap(f):
     f["h_raw"], f["w_raw"] = f["w_raw"], f["h_raw"]
     return "swap h/w"
 
 
 def m_varint_form(f):
-    k = rng.choice(["h_raw", "w_raw"])
+    k = rng.choice(["h_raw", "w_raw", "t_raw"])
     kind = rng.randrange(4)
     if kind == 0:  # overlong: same value, one more byte
         raw = bytearray(f[k]); raw[-1] |= 0x80; f[k] = bytes(raw) + b"\x00"
@@ -208,7 +233,7 @@ def m_cut(f):
 
 
 MUTATORS = [m_size, m_both_sizes, m_swap, m_varint_form, m_digest, m_crc, m_flags, m_version_magic,
-            m_streams, m_length, m_truncate, m_extend, m_payload, m_cut]
+            m_streams, m_length, m_truncate, m_extend, m_payload, m_cut, m_tile, m_swap_tiles]
 
 originals = []
 for path in files:
@@ -251,9 +276,10 @@ print(json.dumps({"cases": case, "counts": counts, "failures": failures[:20], "n
 def test_fuzzed_headers_are_refused_cleanly_within_bounded_memory(trained_run: Path, tmp_path: Path) -> None:
     codec = load_run(trained_run)
     files = []
-    for i, (h, w) in enumerate([(40, 48), (136, 72)]):  # 1- and 2-byte size varints
+    # 1- and 2-byte size varints, one tile (the default tile size) and 3x2 tiles of 48 pixels.
+    for i, (h, w, tile) in enumerate([(40, 48, None), (136, 72, None), (136, 72, 48)]):
         path = tmp_path / f"f{i}.cdl"
-        path.write_bytes(encode_image(codec, image_tensor(h, w, seed=i)))
+        path.write_bytes(encode_image(codec, image_tensor(h, w, seed=i), tile=tile))
         files.append(str(path))
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     env.pop("CODEC_MAX_PIXELS", None)
@@ -265,7 +291,7 @@ def test_fuzzed_headers_are_refused_cleanly_within_bounded_memory(trained_run: P
     report = json.loads(proc.stdout.strip().splitlines()[-1])
     assert report["n_failures"] == 0, json.dumps(report["failures"], indent=1)
     # Every mutator twice over at least (on a 2-core machine: thousands of cases).
-    assert report["cases"] >= 28, report
+    assert report["cases"] >= 32, report
     assert report["counts"]["refused"] > 0.8 * report["cases"]
     # The child's own peak (what RUSAGE_CHILDREN reports for this one child; ours would also count
     # every earlier subprocess of the session), above its peak once imported and set up.

@@ -10,7 +10,7 @@ import torch
 from PIL import Image
 
 from codec_lab.corelib.codec import Codec
-from codec_lab.corelib.container import pack, unpack
+from codec_lab.corelib.container import pack, tile_grid, unpack
 from codec_lab.corelib.errors import BitstreamError
 from codec_lab.corelib.files import decode_bytes, encode_image, read_compressed
 from codec_lab.corelib.images import save_image, to_uint8
@@ -24,7 +24,7 @@ def test_encode_decode_round_trip(trained_codec: Codec) -> None:
     header, streams = unpack(data)
     assert header.digest == trained_codec.weights_digest()
     assert header.image_size == (50, 37) and trained_codec.latent_size(50, 37) == (7, 5)
-    assert len(streams) == 1 and len(data) - len(streams[0]) == 22  # 1-byte height and width
+    assert len(streams) == 1 and len(data) - len(streams[0]) == 23  # 1-byte height, width and tile size
     x_hat = decode_bytes(trained_codec, data)
     assert torch.equal(x_hat, trained_codec.decompress(**trained_codec.compress(x))["x_hat"])
 
@@ -82,6 +82,8 @@ def test_changed_image_size_is_refused(trained_codec: Codec, image_size) -> None
     a larger one the symbol count, never decoding to a wrong image."""
     header, streams = unpack(encode_image(trained_codec, image_tensor(64, 64, seed=3)))
     header.image_size = image_size
+    if tile_grid(image_size, header.tile) != (1, 1):
+        header.tile = 0  # one tile, so that the one payload is still a consistent file
     with pytest.raises(BitstreamError) as info:
         decode_bytes(trained_codec, pack(header, streams))
     assert "\n" not in str(info.value)
@@ -98,7 +100,7 @@ def test_pixel_limit(trained_codec: Codec, monkeypatch: pytest.MonkeyPatch) -> N
 
 
 def test_version_1_file_is_refused(trained_codec: Codec) -> None:
-    with pytest.raises(BitstreamError, match="format version 1.*reads only version 2"):
+    with pytest.raises(BitstreamError, match="format version 1.*reads only versions 2 and 3"):
         decode_bytes(trained_codec, b"CDLB\x01\x10\x00" + b'{"c":[]}' * 2 + b"\0" * 8, "old.cdl")
 
 

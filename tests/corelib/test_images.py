@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import struct
+import zlib
 from pathlib import Path
 
 import numpy as np
@@ -12,6 +14,7 @@ from PIL import Image
 from codec_lab.corelib.errors import DataError, ImageError, OutputError
 from codec_lab.corelib.images import (
     list_images,
+    load_array,
     load_image,
     sample_images,
     save_image,
@@ -174,3 +177,74 @@ def test_sample_images_ship_with_the_package() -> None:
     assert len(samples) == 8
     x, notice = load_image(samples[0])
     assert notice is None and x.shape == (1, 3, 256, 256)
+
+
+def _png16(path: Path, arr: np.ndarray, color_type: int) -> Path:
+    """A 16-bit-per-channel PNG written byte by byte (Pillow cannot write 48-bit RGB)."""
+    h, w = arr.shape[:2]
+    raw = b"".join(b"\0" + arr[y].astype(">u2").tobytes() for y in range(h))
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+    ihdr = struct.pack(">IIBBBBB", w, h, 16, color_type, 0, 0, 0)
+    path.write_bytes(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", zlib.compress(raw))
+                     + chunk(b"IEND", b""))  # fmt: skip
+    return path
+
+
+def test_16_bit_rgb_gets_the_notice_16_bit_gray_gets(tmp_path: Path) -> None:
+    """Pillow opens a 48-bit PNG as plain "RGB" (high bytes only): it is said, as for gray."""
+    rgb = (np.arange(6 * 5 * 3).reshape(6, 5, 3) * 1000).astype(np.uint16)
+    _, rgb_notice = load_array(_png16(tmp_path / "rgb16.png", rgb, 2))
+    gray = np.linspace(0, 65535, 30).reshape(6, 5).astype(np.uint16)
+    _, gray_notice = load_array(_png16(tmp_path / "g16.png", gray, 0))
+    assert rgb_notice == "rgb16.png: converted 16-bit RGB to RGB (16 bits per channel reduced to 8)"
+    assert gray_notice == "g16.png: converted I;16 to RGB (16 bits per channel reduced to 8)"
+    arr, _ = load_array(tmp_path / "rgb16.png")
+    assert np.array_equal(arr, (rgb >> 8).astype(np.uint8))
+    rgba = np.concatenate([rgb, np.full((6, 5, 1), 65535, np.uint16)], -1)
+    _, notice = load_array(_png16(tmp_path / "rgba16.png", rgba, 6))
+    assert notice is not None and "16-bit RGBA" in notice and "16 bits per channel" in notice
+    Image.fromarray(image_array(6, 5)).save(tmp_path / "rgb8.png")
+    assert load_array(tmp_path / "rgb8.png")[1] is None
+
+
+def test_load_array_is_8_bit_and_load_image_its_float(tmp_path: Path) -> None:
+    arr = image_array(30, 20, seed=1)
+    Image.fromarray(arr).save(tmp_path / "a.png")
+    got, notice = load_array(tmp_path / "a.png")
+    assert got.dtype == np.uint8 and got.shape == (30, 20, 3) and notice is None
+    assert np.array_equal(got, arr)
+    x, _ = load_image(tmp_path / "a.png")
+    assert torch.equal(x, torch.from_numpy(arr).permute(2, 0, 1)[None].float().div(255.0))
+
+
+def test_pixel_limit(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Over the limit: refused by us (up to twice it) or by Pillow's bomb guard (set to our
+    limit), with the same one-line error naming the limit and how to raise it."""
+    p = write_image(tmp_path / "a.png", 40, 50)  # 2,000 pixels
+    with pytest.raises(ImageError, match=r"is 50x40 \(2,000 pixels\), over the limit of 1,999") as info:
+        load_array(p, max_pixels=1999)
+    assert "--max-pixels" in info.value.hint and "CODEC_MAX_PIXELS" in info.value.hint
+    with pytest.raises(ImageError, match=r"has 2,000 pixels, over the limit of 500 pixels"):
+        load_array(p, max_pixels=500)  # over twice the limit: Pillow's DecompressionBombError
+    monkeypatch.setenv("CODEC_MAX_PIXELS", "1000")
+    with pytest.raises(ImageError, match="over the limit of 1,000 pixels") as info:
+        load_image(p)
+    assert "\n" not in str(info.value)
+    assert load_array(p, max_pixels=2000)[0].shape == (40, 50, 3)
+
+
+def test_our_limit_governs_pillow(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """An image over Pillow's default guard (89 MP) but under ours loads: the guard follows ours."""
+    p = write_image(tmp_path / "a.png", 40, 50)
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 100)  # as if Pillow's own default were tiny
+    assert load_array(p)[0].shape == (40, 50, 3)
+    assert Image.MAX_IMAGE_PIXELS == 2**28
+
+
+def test_save_image_takes_8_bit_arrays(tmp_path: Path) -> None:
+    arr = image_array(12, 9, seed=2)
+    save_image(arr, tmp_path / "a.png")
+    assert np.array_equal(np.asarray(Image.open(tmp_path / "a.png")), arr)
