@@ -35,7 +35,7 @@ from codec_lab.corelib.errors import RunError
 from codec_lab.corelib.outputs import atomic_output
 
 __all__ = ["RUN_FILES", "RUN_FOLDER_FILES", "RunState", "check_run_dir", "check_shapes",
-           "interrupted_error", "load_weights", "read_config", "run_state", "save_weights",
+           "config_matches", "interrupted_error", "load_weights", "read_config", "run_state", "save_weights",
            "weights_header", "write_json", "write_text"]  # fmt: skip
 
 RUN_FILES = ("config.yaml", "weights.safetensors")
@@ -216,6 +216,15 @@ def read_config(run: Path) -> dict[str, Any]:
         raise RunError(f"{run / 'config.yaml'} has no model section",
                        "the run folder was modified; rebuild it with `codec build`")
     return cfg
+
+
+def config_matches(run: Path, config: dict[str, Any]) -> bool:
+    """Whether ``run``'s ``config.yaml`` is ``config`` as YAML stores it (tuples become
+    lists); False when it is missing or unreadable."""
+    try:
+        return read_config(run) == yaml.safe_load(yaml.safe_dump(dict(config), sort_keys=False))
+    except RunError:
+        return False
 
 
 def write_text(path: Path, text: str, *, overwrite: bool = False) -> None:

@@ -230,8 +230,8 @@ def halos(codec: Codec) -> tuple[int, int]:
 
     Measured once per codec: the encoder's and the decoder's receptive fields are found by
     changing one latent cell's worth of input on a 256-pixel probe and seeing how far the
-    output changes, plus one cell of margin. A rate that codes tiles of its own
-    (``Rate.tile_size``) has no context across them, so its halos are 0. The decoder halo
+    output changes (by more than float rounding), plus one cell of margin. A rate that codes
+    tiles of its own (``Rate.tile_size``) has no context across them, so its halos are 0. The decoder halo
     depends only on the model, so every process decodes a file the same way.
     """
     cached = codec.__dict__.get("_tile_halos")
@@ -254,6 +254,13 @@ def _reach(changed: torch.Tensor, lo: int, hi: int) -> int:
     return int(dist.max())
 
 
+def _differs(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """Where two outputs differ by more than float rounding: a convolution algorithm that mixes
+    neighbouring inputs (Winograd, FFT) may move far outputs by an ULP, by thread count or CPU,
+    and the halo — which decides the decoded pixels — must not depend on that."""
+    return (a - b).abs() > 1e-4 * (1.0 + a.abs())
+
+
 def _encoder_halo(codec: Codec) -> int:
     f = codec.encoder.downsampling_factor
     s = 2 * f * -(-_PROBE // (2 * f))
@@ -265,7 +272,7 @@ def _encoder_halo(codec: Codec) -> int:
     dev = _device(codec)
     with codec.coding():
         a, b = codec.encoder(x.to(dev)), codec.encoder(x2.to(dev))
-    changed = sum((a[k] != b[k]).any(1)[0].int() for k in a) > 0
+    changed = sum(_differs(a[k], b[k]).any(1)[0].int() for k in a) > 0
     reach = _reach(changed.cpu(), c // f, c // f + 1)
     if reach >= c // f - 1:  # reaches the probe's edge: the field is wider than we can see
         return _MAX_HALO_PX
@@ -282,7 +289,7 @@ def _decoder_halo(codec: Codec) -> int:
     dev = _device(codec)
     with codec.coding():
         a, b = codec.decoder(y.to(dev)), codec.decoder(y2.to(dev))
-    changed = (a != b).any(1)[0].cpu()
+    changed = _differs(a, b).any(1)[0].cpu()
     reach = _reach(changed, n // 2 * f, n // 2 * f + f)
     cap = -(-_MAX_HALO_PX // f)
     if reach >= n // 2 * f - 1:

@@ -173,7 +173,8 @@ class Trainer:
             "aux_optimizer": None if aux_opt is None else aux_opt.state_dict(),
             "scheduler": sched.state_dict(),
             "rate": self.codec.rate.train_state(),
-            "loop": {**asdict(loop), "elapsed": loop.elapsed_now()},
+            "loop": {**{k: v for k, v in asdict(loop).items() if k != "started"},
+                     "elapsed": loop.elapsed_now()},
             "context": {"lr_scale": self._ctx.lr_scale, "distortion_only": self._ctx.distortion_only},
             "plan": {"total_steps": self.total_steps, "total_epochs": self.total_epochs},
             "rng": capture_rng(self.device),
@@ -303,7 +304,6 @@ class Trainer:
                 loop.in_epoch += 1
                 if loop.step == start_step + 1:  # the first step pays for warm-up (allocations)
                     t_first = time.perf_counter()
-                ctx.step = loop.step
                 for k, v in vals.items():
                     loop.sums[k] = loop.sums.get(k, 0.0) + v
                 self.progress.advance(1, epoch=epoch + 1, loss=vals["loss"],

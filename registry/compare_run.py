@@ -24,8 +24,6 @@ from multiprocessing.managers import SyncManager
 from pathlib import Path
 from typing import Any, Protocol
 
-import yaml
-
 from codec_lab.corelib.classical import evaluate_classical
 from codec_lab.corelib.comparison import Curve, Point
 from codec_lab.corelib.data import validation_images
@@ -33,7 +31,7 @@ from codec_lab.corelib.errors import CodecError
 from codec_lab.corelib.evaluation import evaluate
 from codec_lab.corelib.published import published
 from codec_lab.corelib.results import Results
-from codec_lab.corelib.runs import read_config, run_state, write_json
+from codec_lab.corelib.runs import config_matches, run_state, write_json
 from codec_lab.registry.compare_plan import BaselineJob, BuildJob, CoderVariant, Job, Plan
 
 __all__ = ["CompareProgress", "Outcome", "load_points", "run_plan"]
@@ -116,17 +114,12 @@ def _complete_run(run_dir: Path, config: Mapping[str, Any] | None) -> bool:
     """Whether ``run_dir`` holds a finished run (of ``config``, when given)."""
     if not ((run_dir / "weights.safetensors").is_file() and (run_dir / "run.json").is_file()):
         return False
-    return config is None or read_config(run_dir) == yaml.safe_load(yaml.safe_dump(dict(config)))
+    return config is None or config_matches(run_dir, dict(config))
 
 
 def _resumable(run_dir: Path, config: Mapping[str, Any]) -> bool:
     """Whether ``run_dir`` holds an unfinished build of ``config`` (one ``--resume`` continues)."""
-    if run_state(run_dir).status != "interrupted":
-        return False
-    try:
-        return read_config(run_dir) == yaml.safe_load(yaml.safe_dump(dict(config)))
-    except CodecError:
-        return False
+    return run_state(run_dir).status == "interrupted" and config_matches(run_dir, dict(config))
 
 
 # ---------------------------------------------------------------- worker side
@@ -210,7 +203,6 @@ def _guarded(
     job: Job, out: Path, eval_dir: Path | None, todo: Sequence[str], threads: int, q: Any
 ) -> str | None:
     """:func:`_work`, returning an error text instead of raising (a worker never dies silently)."""
-    from codec_lab.corelib.errors import CodecError
 
     try:
         _work(job, out, eval_dir, todo, threads, q)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as _dt
 import platform
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -167,8 +168,10 @@ def train_run(
     # A component that breaks its contract fails now, before any data is read, any run
     # folder exists or any step is trained.
     smoke_test(config["model"], registry)
-    prepare = lambda: (prepare_run_dir(out, overwrite),  # noqa: E731  (after the data is read)
-                       write_text(out / "config.yaml", yaml.safe_dump(config, sort_keys=False)))
+    def prepare() -> None:  # once the data is read: a bad data folder leaves no run folder
+        prepare_run_dir(out, overwrite)
+        write_text(out / "config.yaml", yaml.safe_dump(config, sort_keys=False))
+
     return _execute(config, train_cfg, out, registry, progress, None, prepare)
 
 
@@ -230,7 +233,7 @@ def _execute(
     registry: Registry,
     progress: Progress | None,
     ckpt: dict[str, Any] | None,
-    prepare: Any,
+    prepare: Callable[[], None],
 ) -> tuple[Codec, TrainResult, Results]:
     """Train (or continue training) the codec of ``config`` in ``out`` and write the run."""
     torch.manual_seed(train_cfg.seed)  # the initial weights are part of what the seed reproduces

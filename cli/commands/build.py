@@ -17,9 +17,9 @@ from codec_lab.cli._output import BarProgress, err, handle_errors, out
 from codec_lab.corelib.config import load_yaml, parse_sets
 from codec_lab.corelib.data import validation_images
 from codec_lab.corelib.devices import cpu_busy, resolve_device
-from codec_lab.corelib.errors import CodecError, ConfigError, OutputError
+from codec_lab.corelib.errors import ConfigError, OutputError
 from codec_lab.corelib.results import Results
-from codec_lab.corelib.runs import read_config, run_state
+from codec_lab.corelib.runs import config_matches, read_config, run_state
 from codec_lab.corelib.training import TrainResult
 from codec_lab.registry.components import Registry
 from codec_lab.registry.compose import assemble_config, build_codec
@@ -137,11 +137,7 @@ def _offer_resume(out_dir: Path, cfg: dict, registry: Registry, device: str | No
     """The same command again on an interrupted build: offer to continue it."""
     state = run_state(out_dir)
     run = shlex.quote(str(out_dir))
-    try:
-        same = read_config(out_dir) == json.loads(json.dumps(cfg))  # as YAML stored it
-    except CodecError:
-        same = False
-    if not same:
+    if not config_matches(out_dir, cfg):
         raise OutputError(f"{out_dir} holds an unfinished build of another configuration (it stopped "
                           f"{state.detail})", f"continue that one with `codec build --resume {run}`, or "
                           "pass --force to replace it with this one, or choose another --out")  # fmt: skip
