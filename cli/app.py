@@ -29,6 +29,7 @@ from codec_lab.cli.commands import (  # noqa: E402
     decompress,
     evaluate,
     fit_coder,
+    models,
     plugins,
 )
 
@@ -91,6 +92,7 @@ for _name, _fn, _extra in (
     ("decompress", decompress.decompress, {}),
     ("eval", evaluate.evaluate_cmd, {}),
     ("fit-coder", fit_coder.fit_coder, {}),
+    ("models", models.models_cmd, {}),
     ("compressai", compressai_cmd.compressai_cmd,
      {"context_settings": {"allow_extra_args": True, "ignore_unknown_options": True}}),
 ):  # fmt: skip

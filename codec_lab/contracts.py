@@ -24,6 +24,7 @@ from codec_lab.corelib.contracts import (
     SetupContext,
     TrainContext,
 )
+from codec_lab.corelib.distributed import all_reduce_sum
 from codec_lab.corelib.streams import Stream, StreamSpec
 
 __all__ = [
@@ -46,4 +47,5 @@ __all__ = [
     "Stream",
     "StreamSpec",
     "TrainContext",
+    "all_reduce_sum",
 ]

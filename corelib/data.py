@@ -48,18 +48,25 @@ class CropSampler:
             self._order = torch.randperm(len(self.images), generator=self.gen).tolist()
         return self._order.pop()
 
-    def _patch(self, img: torch.Tensor) -> torch.Tensor:
+    def _patch(self, img: torch.Tensor, keep: bool = True) -> torch.Tensor | None:
+        """One random crop; with ``keep=False`` only its random draws are made (another
+        process of a distributed job takes it), so every process stays in the same sequence."""
         c = self.crop
         _, h, w = img.shape
-        if h < c or w < c:
-            img = F.pad(img[None].float(), (0, max(0, c - w), 0, max(0, c - h)), mode="replicate")[0]
-            _, h, w = img.shape
+        h, w = max(h, c), max(w, c)  # smaller images are edge-padded to the crop
         top = int(torch.randint(0, h - c + 1, (1,), generator=self.gen))
         left = int(torch.randint(0, w - c + 1, (1,), generator=self.gen))
+        flip_x = bool(torch.rand((), generator=self.gen) < 0.5)
+        flip_y = bool(torch.rand((), generator=self.gen) < 0.5)
+        if not keep:
+            return None
+        if img.shape[1] < c or img.shape[2] < c:
+            pad = (0, max(0, c - img.shape[2]), 0, max(0, c - img.shape[1]))
+            img = F.pad(img[None].float(), pad, mode="replicate")[0]
         patch = img[:, top : top + c, left : left + c].float() / 255.0
-        if torch.rand((), generator=self.gen) < 0.5:
+        if flip_x:
             patch = patch.flip(-1)
-        if torch.rand((), generator=self.gen) < 0.5:
+        if flip_y:
             patch = patch.flip(-2)
         return patch
 
@@ -73,6 +80,14 @@ class CropSampler:
         self.gen.set_state(state["generator"])
         self._order = [int(i) for i in state["order"]]
 
-    def batch(self, n: int) -> torch.Tensor:
-        """A (n, 3, crop, crop) batch in [0, 1]."""
-        return torch.stack([self._patch(self.images[self._next_index()]) for _ in range(n)])
+    def batch(self, n: int, shard: tuple[int, int] = (0, 1)) -> torch.Tensor:
+        """A (n, 3, crop, crop) batch in [0, 1].
+
+        ``shard=(rank, world)``: the global batch of ``n`` crops is drawn the same way in every
+        process of a distributed job, and this one returns its ``n / world`` of them (crops
+        ``rank, rank + world, …``). The samplers never diverge, so checkpoints stay valid for
+        every rank and the data order equals a single process's with the same global batch.
+        """
+        rank, world = shard
+        patches = [self._patch(self.images[self._next_index()], i % world == rank) for i in range(n)]
+        return torch.stack([p for p in patches if p is not None])

@@ -1,5 +1,9 @@
 """The training engine: seeded, checkpointed every epoch, with rate-plugin hooks and a second
-stage that fits the entropy coder on the training codes."""
+stage that fits the entropy coder on the training codes.
+
+Launched by torchrun, training runs on PyTorch DistributedDataParallel: every process draws the
+same global batch and trains on its shard, DDP averages the gradients, rank 0 logs and
+checkpoints; after training rank 0 alone fits the coder, evaluates and saves."""
 
 from __future__ import annotations
 
@@ -24,6 +28,18 @@ from codec_lab.corelib.config import TrainConfig
 from codec_lab.corelib.contracts import TrainContext
 from codec_lab.corelib.data import CropSampler
 from codec_lab.corelib.devices import resolve_device
+from codec_lab.corelib.distributed import (
+    all_reduce_mean,
+    all_reduce_sum,
+    barrier,
+    broadcast_object,
+    gather_objects,
+    is_main,
+    rank,
+    shutdown,
+    world_size,
+)
+from codec_lab.corelib.errors import ConfigError
 from codec_lab.corelib.images import image_pixels
 from codec_lab.corelib.losses import distortion_loss
 from codec_lab.corelib.metrics import bpp_from_likelihoods
@@ -50,6 +66,8 @@ class TrainResult:
     """Training images a counted coder was fitted on (0: none)."""
     fit_steps: int = 0
     """Optimizer steps of a trained coder's stage (0: none)."""
+    main: bool = True
+    """False in the other processes of a distributed build: only rank 0 evaluates and saves."""
 
 
 @dataclass
@@ -79,6 +97,47 @@ class _Loop:
 
     def elapsed_now(self) -> float:
         return time.perf_counter() - self.started
+
+
+class _TrainForward(torch.nn.Module):
+    """The training forward with the whole loss inside it.
+
+    DDP synchronises the gradients of the parameters its forward's output depends on, so the
+    loss, not the codec's outputs, is what it must return: during a warm-up without the rate
+    loss the entropy model's parameters then count as unused (their gradients stay None, as
+    in one process). The codec's outputs are kept in ``last`` for logging and the rate hooks.
+    """
+
+    def __init__(self, codec: Codec, loss_fn: Any) -> None:
+        super().__init__()
+        self.codec = codec
+        self.loss_fn = loss_fn
+        self.last: dict[str, Any] = {}
+        self.last_dist: torch.Tensor | None = None
+
+    def forward(self, x: torch.Tensor, with_rate: bool) -> torch.Tensor:
+        out = self.codec(x)
+        dist = self.loss_fn(x, out["x_hat"])
+        loss = dist + (out["rate_loss"] if with_rate else 0.0)
+        coder_loss = self.codec.coder.loss(out["rate"].streams)
+        if coder_loss is not None:
+            loss = loss + coder_loss
+        self.last, self.last_dist = out, dist
+        return loss
+
+
+def _average_grads(params: list[torch.nn.Parameter], world: int) -> None:
+    """Average the existing gradients over the processes (one collective); None stays None
+    (whether a parameter has a gradient is the same in every process)."""
+    grads = [p.grad for p in params if p.grad is not None]
+    if not grads:
+        return
+    flat = torch.cat([g.reshape(-1) for g in grads])
+    flat = all_reduce_sum(flat) / world
+    for g in grads:
+        n = g.numel()
+        g.copy_(flat[:n].view_as(g))
+        flat = flat[n:]
 
 
 def _net_aux_split(codec: Codec) -> tuple[list[torch.nn.Parameter], list[torch.nn.Parameter]]:
@@ -122,6 +181,17 @@ class Trainer:
         self.run_dir = run_dir
         self.progress = progress or NullProgress()
         self.device = resolve_device(cfg.device)
+        self.rank, self.world, self.main = rank(), world_size(), is_main()
+        if self.world > 1:
+            if cfg.batch_size % self.world:
+                fit = self.world * max(1, cfg.batch_size // self.world)
+                raise ConfigError(f"train.batch_size {cfg.batch_size} does not split over {self.world} "
+                                  "processes (it is the global batch)",
+                                  f"use a multiple of {self.world}, e.g. --set train.batch_size={fit}")
+            if self.device.type == "cuda":
+                self.device = torch.device("cuda", torch.cuda.current_device())
+            if not self.main:
+                self.progress = NullProgress()  # rank 0 reports for the job
         spe = cfg.steps_per_epoch or max(1, math.ceil(len(sampler) / cfg.batch_size))
         self.steps_per_epoch = spe
         self.total_steps = cfg.epochs * spe if cfg.steps is None else min(cfg.steps, cfg.epochs * spe)
@@ -131,6 +201,8 @@ class Trainer:
                                   progress=self.progress, device=self.device, label="2/2 ")  # fmt: skip
         self._opts: tuple[torch.optim.Optimizer, torch.optim.Optimizer | None, Any] | None = None
         self._ctx = TrainContext()
+        self._fwd = _TrainForward(codec, self.loss_fn)
+        self._ddp: torch.nn.Module | None = None
         # The rate's declared scalars are logged after the fixed columns.
         self.log_fields = (*LOG_FIELDS, *(c.key for c in codec.rate.report_columns))
 
@@ -145,14 +217,17 @@ class Trainer:
         return self.fitter.plan_images(self.total_steps if total_steps is None else total_steps)
 
     def _seed(self) -> None:
-        torch.manual_seed(self.cfg.seed)
-        np.random.seed(self.cfg.seed)
-        random.seed(self.cfg.seed)
+        # Each process its own noise (rank 0 that of a single process); the crop sampler has
+        # its own generator, the same in every process.
+        seed = self.cfg.seed + self.rank
+        torch.manual_seed(seed)
+        np.random.seed(seed)
+        random.seed(seed)
 
     def _write_log(self, history: list[dict[str, Any]]) -> None:
         """Rewrite ``train_log.csv`` from the history, atomically: a kill never leaves half a
         row, and a resumed run's log holds exactly its checkpoint's epochs."""
-        if self.run_dir is None:
+        if self.run_dir is None or not self.main:
             return
         buf = io.StringIO()
         w = csv.DictWriter(buf, fieldnames=self.log_fields, extrasaction="ignore")
@@ -162,8 +237,15 @@ class Trainer:
             tmp.write_text(buf.getvalue())
 
     def _save(self, stage: str, loop: _Loop, fit: dict[str, Any] | None = None) -> None:
-        """Write ``checkpoint.pt``: the whole training state at a step boundary."""
+        """Write ``checkpoint.pt``: the whole training state at a step boundary.
+
+        In a distributed build every process calls it (the random states are gathered) and
+        rank 0 writes; the rest of the state is the same in every process.
+        """
         if self.run_dir is None or self._opts is None:
+            return
+        rngs = gather_objects(capture_rng(self.device)) if self.world > 1 else None
+        if not self.main:
             return
         opt, aux_opt, sched = self._opts
         state = {
@@ -177,7 +259,9 @@ class Trainer:
                      "elapsed": loop.elapsed_now()},
             "context": {"lr_scale": self._ctx.lr_scale, "distortion_only": self._ctx.distortion_only},
             "plan": {"total_steps": self.total_steps, "total_epochs": self.total_epochs},
-            "rng": capture_rng(self.device),
+            "rng": capture_rng(self.device) if rngs is None else rngs[0],
+            "rng_ranks": rngs,
+            "world": self.world,
             "sampler": self.sampler.state_dict(),
             "fit": fit,
             # Kept for readers of format 1 (tests, users' scripts): the last completed epoch.
@@ -206,9 +290,27 @@ class Trainer:
         loop.started = time.perf_counter() - loop.elapsed
         ctx.epoch, ctx.step = min(loop.epoch, self.total_epochs - 1), loop.step
         self.sampler.load_state_dict(ckpt["sampler"])
-        restore_rng(ckpt["rng"])
+        self._restore_rng(ckpt, loop.step)
         self._write_log(loop.history)
         return loop
+
+    def _restore_rng(self, ckpt: dict[str, Any], step: int) -> None:
+        """Each process's own random state; with another process count than the checkpoint's,
+        rank 0 takes the saved one and the others a fresh seed (same data order, other noise)."""
+        ranks = ckpt.get("rng_ranks")
+        if ranks is not None and len(ranks) == self.world:
+            restore_rng(ranks[self.rank])
+        elif self.rank == 0:
+            restore_rng(ckpt["rng"])
+        else:
+            seed = self.cfg.seed + 1000 * self.rank + step
+            torch.manual_seed(seed)
+            np.random.seed(seed % 2**32)
+            random.seed(seed)
+        saved = int(ckpt.get("world", 1))
+        if saved != self.world:
+            self.progress.message(f"the checkpoint was written by {saved} process(es), this build runs "
+                                  f"{self.world}: the same crops, other quantization noise")  # fmt: skip
 
     def run(self, resume: dict[str, Any] | None = None) -> TrainResult:
         """Train, call the rate plugin's hooks, fit the coder; return the history.
@@ -226,7 +328,8 @@ class Trainer:
             opt, mode="min", factor=cfg.lr_factor, patience=cfg.lr_patience
         )
         self._opts = (opt, aux_opt, sched)
-        self._ctx = ctx = TrainContext(total_epochs=self.total_epochs, total_steps=self.total_steps)
+        self._ctx = ctx = TrainContext(total_epochs=self.total_epochs, total_steps=self.total_steps,
+                                       rank=self.rank, world_size=self.world)  # fmt: skip
         codec.train()
         if resume is None:
             self._seed()
@@ -237,10 +340,18 @@ class Trainer:
             self.progress.message(self._resume_line(resume["stage"], loop))
         stage = "train" if resume is None else resume["stage"]
         if stage == "train":
-            self._train(loop, ctx, net, aux_opt)
-            codec.rate.on_train_end(ctx)
+            self._train(loop, ctx, net, aux, aux_opt)
+            codec.rate.on_train_end(ctx)  # every process: ADMM's last step all-reduces
             loop.train_seconds = loop.elapsed_now()
             self._save("fit", loop)
+        if self.world > 1:
+            # Rank 0 fits the coder, evaluates and saves alone (as one process would).
+            self._ddp = None
+            barrier()
+            shutdown()
+            if not self.main:
+                return TrainResult(loop.step, self.total_epochs, loop.train_seconds, 0.0,
+                                   list(loop.history), main=False)  # fmt: skip
         if stage in ("train", "fit"):
             t1 = time.perf_counter()
             self.fitter.train_steps = loop.step
@@ -275,11 +386,34 @@ class Trainer:
             return "resuming at the coder-fitting stage (training is complete)"
         return "resuming after training and coder fit: evaluating and saving"
 
+    def _wrap(self, aux: list[torch.nn.Parameter]) -> torch.nn.Module:
+        """The training forward, under DistributedDataParallel when there are several processes.
+
+        The aux parameters (CompressAI's quantiles) are trained by their own loss, outside the
+        forward, so DDP leaves them out and :meth:`_step` averages their gradients itself.
+        """
+        if self.world == 1:
+            return self._fwd
+        fwd: torch.nn.Module = self._fwd
+        if self.device.type == "cuda":  # PyTorch's SyncBatchNorm runs on GPUs only
+            fwd = torch.nn.SyncBatchNorm.convert_sync_batchnorm(fwd)
+        aux_ids = {id(p) for p in aux}
+        ignore = [n for n, p in fwd.named_parameters() if id(p) in aux_ids]
+        DDP = torch.nn.parallel.DistributedDataParallel
+        DDP._set_params_and_buffers_to_ignore_for_model(fwd, ignore)
+        # Every parameter reaches a loss with the rate term (a step without it is synchronised
+        # by hand, see _step), so DDP needs no unused-parameter search: it costs a graph
+        # traversal per step and PyTorch warns when it finds nothing.
+        self._ddp = DDP(fwd, device_ids=[self.device.index] if self.device.type == "cuda" else None,
+                        find_unused_parameters=False)  # fmt: skip
+        return self._ddp
+
     def _train(self, loop: _Loop, ctx: TrainContext, net: list[torch.nn.Parameter],
-               aux_opt: torch.optim.Optimizer | None) -> None:  # fmt: skip
+               aux: list[torch.nn.Parameter], aux_opt: torch.optim.Optimizer | None) -> None:  # fmt: skip
         """Stage 1: the optimizer steps, from wherever ``loop`` stands."""
         codec, cfg = self.codec, self.cfg
         opt, _, sched = self._opts  # type: ignore[misc]
+        fwd = self._wrap(aux)
         stages = 2 if self.fits_coder else 1
         self.fitter.train_steps = self.total_steps
         if stages == 2 and loop.step == 0:
@@ -299,7 +433,7 @@ class Trainer:
                     for g in opt.param_groups:
                         g["lr"] *= ctx.lr_scale / loop.lr_scale
                     loop.lr_scale = ctx.lr_scale
-                vals = self._step(ctx, epoch, net, opt, aux_opt)
+                vals = self._step(fwd, ctx, epoch, net, aux, opt, aux_opt)
                 loop.step += 1
                 loop.in_epoch += 1
                 if loop.step == start_step + 1:  # the first step pays for warm-up (allocations)
@@ -317,7 +451,9 @@ class Trainer:
                 taken = loop.step - start_step  # steps of this process, timed after the first
                 per_step = ((time.perf_counter() - t_first) / (taken - 1) if taken > 1
                             else loop.elapsed_now() / max(taken, 1))  # fmt: skip
-                self._fit_time_limit(ctx, loop.step, loop.elapsed_now(), per_step)
+                # Rank 0's clock plans for every process, which must stop at the same step.
+                seconds, per_step = broadcast_object((loop.elapsed_now(), per_step))
+                self._fit_time_limit(ctx, loop.step, seconds, per_step)
                 loop.planned = True
             codec.rate.on_epoch_end(ctx)
             n = max(loop.in_epoch, 1)
@@ -339,24 +475,32 @@ class Trainer:
 
     def _step(
         self,
+        fwd: torch.nn.Module,
         ctx: TrainContext,
         epoch: int,
         net: list[torch.nn.Parameter],
+        aux: list[torch.nn.Parameter],
         opt: torch.optim.Optimizer,
         aux_opt: torch.optim.Optimizer | None,
     ) -> dict[str, float]:
-        """One optimizer step (and the aux optimizer's); the step's logged values."""
+        """One optimizer step (and the aux optimizer's); the step's logged values, averaged
+        over the processes of a distributed build."""
         codec, cfg = self.codec, self.cfg
-        x = self.sampler.batch(cfg.batch_size).to(self.device)
-        out = codec(x)
-        dist = self.loss_fn(x, out["x_hat"])
+        x = self.sampler.batch(cfg.batch_size, (self.rank, self.world)).to(self.device)
         with_rate = epoch >= cfg.warmup_epochs and not ctx.distortion_only
-        loss = dist + (out["rate_loss"] if with_rate else 0.0)
-        coder_loss = codec.coder.loss(out["rate"].streams)
-        if coder_loss is not None:
-            loss = loss + coder_loss
         opt.zero_grad(set_to_none=True)
-        loss.backward()
+        if self._ddp is not None and not with_rate:
+            # Without the rate term the entropy model's parameters are unused: their gradients
+            # must stay None, as in one process, which DDP's bucketed all-reduce cannot do.
+            with self._ddp.no_sync():  # type: ignore[operator]
+                loss = fwd(x, with_rate)
+                loss.backward()
+            _average_grads(net, self.world)
+        else:
+            loss = fwd(x, with_rate)
+            loss.backward()
+        out, dist = self._fwd.last, self._fwd.last_dist
+        assert dist is not None
         if cfg.grad_clip:
             torch.nn.utils.clip_grad_norm_(net, cfg.grad_clip)
         opt.step()
@@ -364,13 +508,15 @@ class Trainer:
             aux_opt.zero_grad(set_to_none=True)
             aux_loss = codec.aux_loss()
             aux_loss.backward()
+            if self.world > 1:  # outside DDP (see _wrap): average by hand
+                _average_grads(aux, self.world)
             aux_opt.step()
         ctx.step += 1  # the hook sees the step count after this step
         codec.rate.on_batch_end(ctx, out["rate"])
         with torch.no_grad():
             num_pixels = x.shape[0] * x.shape[2] * x.shape[3]
             mse = ((x - out["x_hat"].clamp(0, 1)) ** 2).flatten(1).mean(1).clamp_min(1e-10)
-            return {
+            vals = {
                 "loss": float(loss),
                 "distortion": float(dist),
                 "rate_loss": float(out["rate_loss"]),
@@ -379,6 +525,10 @@ class Trainer:
                 **{c.key: float(out["rate"].info.get(c.key, float("nan")))
                    for c in codec.rate.report_columns},
             }
+            self._fwd.last, self._fwd.last_dist = {}, None  # activations are not kept past the step
+        if self.world > 1:  # equal shards: the mean of the means is the global batch's
+            vals = dict(zip(vals, all_reduce_mean(list(vals.values())), strict=True))
+        return vals
 
     def _fit_time_limit(self, ctx: TrainContext, step: int, seconds: float, per_step: float) -> None:
         """Shrink the plan to what fits ``time_limit``, measured on the first epoch.

@@ -16,6 +16,7 @@ from codec_lab.corelib.checkpoint import CHECKPOINT, load_checkpoint
 from codec_lab.corelib.codec import Codec
 from codec_lab.corelib.config import TrainConfig
 from codec_lab.corelib.data import CropSampler, training_images, validation_images
+from codec_lab.corelib.distributed import is_main
 from codec_lab.corelib.errors import OutputError, RunError
 from codec_lab.corelib.evaluation import evaluate
 from codec_lab.corelib.progress import Progress
@@ -37,8 +38,8 @@ from codec_lab.corelib.training import Trainer, TrainResult
 from codec_lab.registry.components import Registry
 from codec_lab.registry.compose import build_codec, planned_shapes, smoke_test
 
-__all__ = ["check_resumable", "describe", "load_run", "prepare_run_dir", "resume_run", "run_info",
-           "train_run"]
+__all__ = ["check_resumable", "check_run_dir_free", "describe", "load_run", "prepare_run_dir",
+           "resume_run", "run_info", "train_run"]
 
 
 def load_run(path: str | Path, registry: Registry | None = None) -> Codec:
@@ -74,31 +75,38 @@ def describe(codec: Codec, patch: int = 128) -> dict[str, Any]:
     }
 
 
+def check_run_dir_free(out: Path, overwrite: bool = False) -> list[Path]:
+    """Refuse ``out`` as a new run folder with what to do instead, or return the files that
+    ``overwrite`` would remove (nothing is touched: a launcher checks before it starts)."""
+    if out.exists() and not out.is_dir():
+        raise OutputError(f"cannot create run folder {out}: a file is there",
+                          "choose another --out")
+    if not out.exists():
+        return []
+    entries = list(out.iterdir())
+    if entries and not overwrite:
+        raise OutputError(f"run folder {out} already exists and is not empty",
+                          "pass --force to replace the run in it, or choose another --out")
+    # Leftover temporary files of an interrupted write are part of a run folder too.
+    foreign = sorted(e.name for e in entries if not (
+        e.name in RUN_FOLDER_FILES or (e.name.startswith(".") and e.name.endswith(".part"))))
+    if foreign:
+        raise OutputError(
+            f"--force replaces only run folders, and {out} also holds {', '.join(foreign[:3])}"
+            + (" …" if len(foreign) > 3 else ""),
+            "choose another --out (nothing was deleted)",
+        )
+    return entries
+
+
 def prepare_run_dir(out: Path, overwrite: bool = False) -> None:
     """Create the run folder ``out``, or refuse it with what to do instead.
 
     An existing non-empty folder is refused unless ``overwrite``; even then only a run
     folder is replaced (its known files removed), never a folder holding anything else.
     """
-    if out.exists() and not out.is_dir():
-        raise OutputError(f"cannot create run folder {out}: a file is there",
-                          "choose another --out")
-    if out.exists():
-        entries = list(out.iterdir())
-        if entries and not overwrite:
-            raise OutputError(f"run folder {out} already exists and is not empty",
-                              "pass --force to replace the run in it, or choose another --out")
-        # Leftover temporary files of an interrupted write are part of a run folder too.
-        foreign = sorted(e.name for e in entries if not (
-            e.name in RUN_FOLDER_FILES or (e.name.startswith(".") and e.name.endswith(".part"))))
-        if foreign:
-            raise OutputError(
-                f"--force replaces only run folders, and {out} also holds {', '.join(foreign[:3])}"
-                + (" …" if len(foreign) > 3 else ""),
-                "choose another --out (nothing was deleted)",
-            )
-        for e in entries:
-            e.unlink()
+    for e in check_run_dir_free(out, overwrite):
+        e.unlink()
     try:
         out.mkdir(parents=True, exist_ok=True)
     except OSError as e:
@@ -242,10 +250,13 @@ def _execute(
     train_paths = training_images(data["train"])
     val_paths = validation_images(data["val"])
     sampler = CropSampler(train_paths, train_cfg.crop, seed=train_cfg.seed)
-    prepare()
+    if is_main():  # in a distributed build rank 0 owns the run folder
+        prepare()
     trainer = Trainer(codec, train_cfg, sampler, fit_images=train_paths, run_dir=out,
                       progress=progress)  # fmt: skip
     result = trainer.run(resume=ckpt)
+    if not result.main:  # another process of a distributed build: rank 0 evaluates and saves
+        return codec, result, Results()
     codec = codec.cpu().eval()
     ev = evaluate(codec, val_paths, progress)
     name = f"{config['model']['encoder']['name']}+{config['model']['rate']['name']}"

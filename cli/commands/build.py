@@ -13,17 +13,19 @@ import typer
 import yaml
 
 from codec_lab.cli import _state
+from codec_lab.cli._launch import launch
 from codec_lab.cli._output import BarProgress, err, handle_errors, out
 from codec_lab.corelib.config import load_yaml, parse_sets
-from codec_lab.corelib.data import validation_images
+from codec_lab.corelib.data import training_images, validation_images
 from codec_lab.corelib.devices import cpu_busy, resolve_device
+from codec_lab.corelib.distributed import broadcast_object, init_from_env, is_main, launched_by_torchrun
 from codec_lab.corelib.errors import ConfigError, OutputError
 from codec_lab.corelib.results import Results
 from codec_lab.corelib.runs import config_matches, read_config, run_state
 from codec_lab.corelib.training import TrainResult
 from codec_lab.registry.components import Registry
 from codec_lab.registry.compose import assemble_config, build_codec
-from codec_lab.registry.runs import check_resumable, describe, resume_run, train_run
+from codec_lab.registry.runs import check_resumable, check_run_dir_free, describe, resume_run, train_run
 
 
 @handle_errors
@@ -55,7 +57,12 @@ def build(
     resume: Annotated[Path | None, typer.Option(
         "--resume", metavar="RUN",
         help="Continue the interrupted build in run folder RUN from its last checkpoint (with its "
-             "own config; only --device may be given).")] = None,
+             "own config; only --device and --nproc may be given).")] = None,
+    nproc: Annotated[int | None, typer.Option(
+        "--nproc", min=1, metavar="N",
+        help="Train on N processes with PyTorch DistributedDataParallel, started with torchrun "
+             "(CPU: gloo; CUDA: NCCL, one GPU per process). train.batch_size is the global "
+             "batch. Several machines: docs/distributed.md.")] = None,
 ) -> None:
     """Compose a codec from plugins and train it.
 
@@ -67,6 +74,7 @@ def build(
       codec build --rate admm --data ../shared/data/bsds500/train --out runs/admm1 --preset cpu
       codec build --rate admm --set model.rate.keep=0.2 --dry-run
       codec build --resume runs/admm1
+      codec build --rate entropy --nproc 2 --data ../shared/data/bsds500/train
 
     A build checkpoints every epoch (and every train.checkpoint_every steps): killed at any
     moment, it continues with --resume to the weights an uninterrupted run reaches.
@@ -84,7 +92,7 @@ def build(
             raise ConfigError(f"--resume continues a build with its own config; {', '.join(given)} "
                              "cannot change it", f"run `codec build --resume {shlex.quote(str(resume))}`"
                              " alone, or start a new build without --resume")  # fmt: skip
-        _resume(resume, registry, device)
+        _resume(resume, registry, device, nproc)
         return
     file_cfg = load_yaml(config) if config else {}
     train_over = {k: v for k, v in {"steps": steps, "device": device}.items() if v is not None}
@@ -117,14 +125,37 @@ def build(
             out.print(f"  stream {s['name']!r}: {s['channels']} channels, alphabet "
                       f"{s['alphabet'] if s['alphabet'] is not None else 'unbounded integers'}")
         return
-    if out_dir is None:
+    worker = launched_by_torchrun()
+    if worker:
+        init_from_env(resolve_device(cfg["train"]["device"]))
+    if out_dir is None and is_main():
         stamp = _dt.datetime.now().strftime("%Y%m%d-%H%M%S")
         m = cfg["model"]
         out_dir = Path("runs") / f"{m['encoder']['name']}-{m['rate']['name']}-{stamp}"
-    if not force and run_state(out_dir).status == "interrupted":
-        _offer_resume(out_dir, cfg, registry, device)
+    if is_main() and not force and run_state(out_dir).status == "interrupted":
+        _offer_resume(out_dir, cfg, registry, device, nproc)
         return
-    _notices(cfg)
+    if nproc is not None and nproc > 1 and not worker:
+        # Checked here, so that a mistake is one line rather than N failing workers.
+        check_run_dir_free(out_dir, force)
+        if cfg["train"]["batch_size"] % nproc:
+            raise ConfigError(f"train.batch_size {cfg['train']['batch_size']} does not split over "
+                              f"{nproc} processes (it is the global batch)",
+                              f"use a multiple of {nproc}, e.g. --set train.batch_size="
+                              f"{nproc * max(1, cfg['train']['batch_size'] // nproc)}")  # fmt: skip
+        training_images(cfg["data"]["train"])
+        validation_images(cfg["data"]["val"])
+        _notices(cfg)
+        raise typer.Exit(launch(nproc, _build_args(
+            rate=rate, preset=preset, data=data, val=val, steps=steps, config=config, sets=set_,
+            encoder=encoder, quantizer=quantizer, coder=coder, decoder=decoder, device=device,
+            force=force, out_dir=out_dir), out_dir))  # fmt: skip
+    # Every process of a distributed build writes to rank 0's folder (its checks passed).
+    out_dir = broadcast_object(out_dir)
+    if not is_main():
+        train_run(cfg, out_dir, registry, None, overwrite=force)
+        return
+    _notices(cfg, busy=not worker)  # torchrun's processes keep each other's cores busy
     where = cfg["data"]["train"] or "built-in samples"
     err.print(f"Training {cfg['model']['encoder']['name']} + {cfg['model']['rate']['name']} + "
               f"{cfg['model']['coder']['name']} (preset {cfg['preset']}) on {where} → {out_dir}",
@@ -133,7 +164,17 @@ def build(
     _summary(cfg, out_dir, result, ev)
 
 
-def _offer_resume(out_dir: Path, cfg: dict, registry: Registry, device: str | None) -> None:
+def _build_args(*, sets: list[str] | None, force: bool, out_dir: Path, **options: object) -> list[str]:
+    """The ``codec build`` options that reproduce this command in torchrun's processes."""
+    args = [a for name, v in options.items() if v is not None
+            for a in (f"--{name}", str(v))]  # fmt: skip
+    for s in sets or []:
+        args += ["--set", s]
+    return [*args, *(["--force"] if force else []), "--out", str(out_dir)]
+
+
+def _offer_resume(out_dir: Path, cfg: dict, registry: Registry, device: str | None,
+                  nproc: int | None) -> None:  # fmt: skip
     """The same command again on an interrupted build: offer to continue it."""
     state = run_state(out_dir)
     run = shlex.quote(str(out_dir))
@@ -144,7 +185,7 @@ def _offer_resume(out_dir: Path, cfg: dict, registry: Registry, device: str | No
     if sys.stdin.isatty() and sys.stderr.isatty():
         err.print(f"{out_dir} holds this build, unfinished: it stopped {state.detail}.", highlight=False)
         if typer.confirm("Continue it?", default=True, err=True):
-            _resume(out_dir, registry, device)
+            _resume(out_dir, registry, device, nproc)
             return
         raise OutputError(f"{out_dir} holds an unfinished build", "pass --force to start it over, "
                           "or choose another --out")  # fmt: skip
@@ -152,9 +193,18 @@ def _offer_resume(out_dir: Path, cfg: dict, registry: Registry, device: str | No
                       f"continue it with `codec build --resume {run}`, or pass --force to start over")
 
 
-def _resume(run: Path, registry: Registry, device: str | None) -> None:
+def _resume(run: Path, registry: Registry, device: str | None, nproc: int | None = None) -> None:
     state = check_resumable(run)
     cfg = read_config(run)
+    worker = launched_by_torchrun()
+    if nproc is not None and nproc > 1 and not worker:
+        args = ["--resume", str(run), *(["--device", device] if device else [])]
+        raise typer.Exit(launch(nproc, args, run))
+    if worker:
+        init_from_env(resolve_device(device or (cfg.get("train") or {}).get("device", "auto")))
+    if not is_main():
+        resume_run(run, registry, None, device=device)
+        return
     err.print(f"Resuming {cfg['model']['encoder']['name']} + {cfg['model']['rate']['name']} + "
               f"{cfg['model']['coder']['name']} in {run} (it stopped {state.detail})",
               highlight=False)  # fmt: skip
@@ -186,16 +236,16 @@ def _summary(cfg: dict, out_dir: Path, result: TrainResult, ev: Results) -> None
     out.print(f"  codec eval --model {run} --data {shlex.quote(str(example.parent))}", highlight=False)
 
 
-def _notices(cfg: dict) -> None:
+def _notices(cfg: dict, busy: bool = True) -> None:
     """Warn about what makes a build slow or its numbers misleading, before it starts."""
     data = cfg["data"]
     if data["train"] and data["val"] and Path(data["train"]).resolve() == Path(data["val"]).resolve():
         err.print("Notice: --val is the training folder; the validation numbers will flatter the "
                   "codec (pass a folder of images it does not train on)", highlight=False)
-    busy = cpu_busy()
+    load = cpu_busy() if busy else None
     device = cfg["train"].get("device", "auto")
-    if busy and _state.threads is None and resolve_device(device).type == "cpu":
-        load, cores = busy
-        err.print(f"Notice: the CPU is already busy (load {load:.1f} on {cores} cores); training "
+    if load and _state.threads is None and resolve_device(device).type == "cpu":
+        load_avg, cores = load
+        err.print(f"Notice: the CPU is already busy (load {load_avg:.1f} on {cores} cores); training "
                   "beside another job can run many times slower. `codec --threads 1 build …` "
                   "(or CODEC_THREADS=1) avoids the oversubscription.", highlight=False)

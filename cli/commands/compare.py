@@ -25,6 +25,7 @@ from codec_lab.corelib.report import write_report
 from codec_lab.registry.compare_plan import BaselineJob, BuildJob, Plan, make_plan, parse_sweeps
 from codec_lab.registry.compare_run import assemble_curves, run_plan
 from codec_lab.registry.components import Registry
+from codec_lab.registry.shipped_models import resolve
 
 # What a compare folder may hold: resuming or --force never touches anything else.
 _OURS = {"points", "runs", "curves", "report.md", "report.html", "rd_psnr.png", "rd_msssim.png",
@@ -135,8 +136,9 @@ def _print_plan(plan: Plan, jobs: int) -> None:
 def compare(
     rate: Annotated[list[str] | None, typer.Option(
         "--rate", help="Rate strategy to build and sweep (repeatable): admm, importance, entropy, …")] = None,
-    run: Annotated[list[Path] | None, typer.Option(
-        "--run", help="A trained run folder to add as a point (repeatable).")] = None,
+    run: Annotated[list[str] | None, typer.Option(
+        "--run", help="A trained run folder, or a shipped model (`codec models`), to add as a point "
+                      "(repeatable).")] = None,
     coder: Annotated[list[str] | None, typer.Option(
         "--coder", help="Also fit this coder on every trained transform (fit-coder) and compare it "
                         "(repeatable).")] = None,
@@ -194,8 +196,8 @@ def compare(
     train_over = {"steps": steps} if steps is not None else {}
     data_over = {k: str(v) for k, v in {"train": data, "val": eval_dir}.items() if v is not None}
     plan = make_plan(
-        registry, out=folder, rates=rate or [], runs=run or [], coders=coder or [],
-        baselines=baseline or [], references=reference or [], anchor=anchor,
+        registry, out=folder, rates=rate or [], runs=[resolve(r, option="--run").path for r in run or []],
+        coders=coder or [], baselines=baseline or [], references=reference or [], anchor=anchor,
         sweeps=parse_sweeps(sweep or []), preset=preset, config=load_yaml(config) if config else None,
         train=train_over, data=data_over, sets=parse_sets(set_ or []), n_images=len(images),
     )  # fmt: skip

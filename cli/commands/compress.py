@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from codec_lab.cli._options import Device, Force
+from codec_lab.cli._options import Device, Force, Model, Quality
 from codec_lab.cli._output import err, handle_errors, out
 from codec_lab.corelib.devices import resolve_device
 from codec_lab.corelib.files import encode_image
@@ -15,6 +15,7 @@ from codec_lab.corelib.images import open_rgb
 from codec_lab.corelib.outputs import atomic_output, check_output
 from codec_lab.corelib.tiling import DEFAULT_TILE, resolve_tile
 from codec_lab.registry.runs import load_run
+from codec_lab.registry.shipped_models import resolve
 
 
 def default_output(image: Path) -> Path:
@@ -25,7 +26,8 @@ def default_output(image: Path) -> Path:
 @handle_errors
 def compress(
     image: Annotated[Path, typer.Argument(help="Image to compress (PNG, JPEG, …; any size).")],
-    model: Annotated[Path, typer.Option("--model", "-m", help="Run folder from `codec build`.")],
+    model: Model = None,
+    quality: Quality = None,
     output: Annotated[Path | None, typer.Option(
         "--output", "-o",
         help="Compressed file to write (default: the image's file name + .cdl, in the current "
@@ -45,15 +47,22 @@ def compress(
 ) -> None:
     """Compress an image into a real file with a trained codec.
 
+    With no --model, the shipped default model is used (`codec models` lists them); --quality
+    1..4 picks its rate point (1: smallest file). --model takes a shipped model's name, a
+    shipped family with --quality, or a run folder from `codec build`.
+
     An existing output file is refused unless --force is given. Images of any size up to the
     pixel limit are coded tile by tile in bounded memory (--tile).
 
-    Example:
+    Examples:
+      codec compress photo.png -o photo.cdl
+      codec compress photo.png -o photo.cdl --quality 1
       codec compress photo.png --model runs/admm1 -o photo.cdl
     """
     target = check_output(output or default_output(image), force, inputs=[image])
+    chosen = resolve(model, quality)  # before the device and image: a typo fails at once
     dev = resolve_device(device)
-    codec = load_run(model).to(dev)
+    codec = load_run(chosen.path).to(dev)
     tile = resolve_tile(codec, tile)  # a bad --tile is refused before the image is read
     pixels, notice = open_rgb(image, max_pixels)  # 8-bit: tiles become floats one at a time
     if notice:
@@ -63,5 +72,6 @@ def compress(
         tmp.write_bytes(data)
     w, h = pixels.size
     size = target.stat().st_size
-    out.print(f"{image} → {target}: {size:,} bytes, {size * 8 / (h * w):.4f} bpp ({w}x{h})",
+    with_model = f", model {chosen.shipped.name}" if chosen.shipped is not None else ""
+    out.print(f"{image} → {target}: {size:,} bytes, {size * 8 / (h * w):.4f} bpp ({w}x{h}){with_model}",
               highlight=False)

@@ -16,6 +16,7 @@ from codec_lab.corelib.errors import ConfigError, OutputError
 from codec_lab.corelib.outputs import atomic_output, check_output
 from codec_lab.registry.compressai_zoo import register_run
 from codec_lab.registry.runs import load_run
+from codec_lab.registry.shipped_models import resolve
 
 
 def _run_target(args: list[str]) -> None:
@@ -38,7 +39,8 @@ def _run_target(args: list[str]) -> None:
 @handle_errors
 def compressai_cmd(
     ctx: typer.Context,
-    model: Annotated[Path, typer.Argument(help="Run folder written by `codec build`.")],
+    model: Annotated[str, typer.Argument(
+        help="Run folder written by `codec build`, or a shipped model (`codec models`).")],
     name: Annotated[str | None, typer.Option("--name", "-n",
                     help="Name in CompressAI's registries (default: the run folder's name).")] = None,
     export: Annotated[Path | None, typer.Option("--export",
@@ -60,10 +62,11 @@ def compressai_cmd(
     """
     if export is not None:
         check_output(export, force)
-    used = register_run(model, name)
+    run = resolve(model, option="RUN").path  # a shipped model registers under its own name (its folder's)
+    used = register_run(run, name)
     err.print(f"Registered {model} in CompressAI as {used!r}.")
     if export is not None:
-        codec = load_run(model)
+        codec = load_run(run)
         codec.update()
         try:
             with atomic_output(export, overwrite=force) as tmp:

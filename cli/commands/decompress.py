@@ -7,13 +7,16 @@ from typing import Annotated
 
 import typer
 
-from codec_lab.cli._options import Device, Force
+from codec_lab.cli._options import Device, Force, Model
 from codec_lab.cli._output import handle_errors, out
+from codec_lab.corelib.container import unpack
 from codec_lab.corelib.devices import resolve_device
+from codec_lab.corelib.errors import BitstreamError
 from codec_lab.corelib.files import decode_image, read_compressed
 from codec_lab.corelib.images import IMAGE_SUFFIXES, save_image
 from codec_lab.corelib.outputs import check_output
 from codec_lab.registry.runs import load_run
+from codec_lab.registry.shipped_models import by_digest, resolve_for_file
 
 
 def default_output(file: Path) -> Path:
@@ -30,7 +33,7 @@ def default_output(file: Path) -> Path:
 @handle_errors
 def decompress(
     file: Annotated[Path, typer.Argument(help="File written by `codec compress`.")],
-    model: Annotated[Path, typer.Option("--model", "-m", help="Run folder that made the file.")],
+    model: Model = None,
     output: Annotated[Path | None, typer.Option(
         "--output", "-o",
         help="Image to write; the format follows the suffix (default: <stem>.decoded.png in "
@@ -44,15 +47,25 @@ def decompress(
 ) -> None:
     """Restore an image from a compressed file.
 
+    With no --model, the shipped model that made the file is found by the model digest in
+    its header (`codec models`); a file made with your own run needs --model RUN.
+
     An existing output file is refused unless --force is given.
 
-    Example:
+    Examples:
+      codec decompress photo.cdl -o photo.png
       codec decompress photo.cdl --model runs/admm1 -o photo-decoded.png
     """
     target = check_output(output or default_output(file), force, inputs=[file])
-    dev = resolve_device(device)
     data = read_compressed(file)
-    codec = load_run(model).to(dev)
+    header, _ = unpack(data, str(file), max_pixels)  # a damaged file is refused before any model loads
+    chosen = resolve_for_file(model, header.digest, str(file))
+    dev = resolve_device(device)
+    codec = load_run(chosen.path).to(dev)
+    maker = by_digest(header.digest) if codec.weights_digest() != header.digest else None
+    if maker is not None:  # the decoder's own error cannot name the shipped model that fits
+        raise BitstreamError(f"{file} was made by shipped model {maker.name!r}, not by {chosen.label}",
+                             f"pass --model {maker.name}, or no --model")  # fmt: skip
     # 8-bit pixels written tile by tile: no full-size float image at any size.
     pixels = decode_image(codec, data, str(file), max_pixels=max_pixels)
     save_image(pixels, target, overwrite=force)

@@ -8,17 +8,18 @@ from typing import Annotated
 
 import typer
 
-from codec_lab.cli._options import Device, Force
+from codec_lab.cli._options import Device, Force, RequiredModel
 from codec_lab.cli._output import BarProgress, err, handle_errors, out
 from codec_lab.corelib.config import parse_sets
 from codec_lab.corelib.data import validation_images
 from codec_lab.corelib.devices import resolve_device
 from codec_lab.registry.fit_coder import refit_run
+from codec_lab.registry.shipped_models import resolve
 
 
 @handle_errors
 def fit_coder(
-    model: Annotated[Path, typer.Option("--model", "-m", help="Trained run folder (left unchanged).")],
+    model: RequiredModel,
     coder: Annotated[str | None, typer.Option(
         help="Coder to use instead of the run's (`codec plugins`); default: refit the run's own.")] = None,
     data: Annotated[Path | None, typer.Option(
@@ -26,7 +27,8 @@ def fit_coder(
     val: Annotated[Path | None, typer.Option(
         help="Images to evaluate the new run on (default: the run's validation images).")] = None,
     out_dir: Annotated[Path | None, typer.Option(
-        "--out", "-o", help="New run folder (default: RUN-CODER beside the run).")] = None,
+        "--out", "-o", help="New run folder (default: RUN-CODER beside the run; for a shipped model, "
+                            "NAME-CODER in the current folder).")] = None,
     set_: Annotated[list[str] | None, typer.Option(
         "--set", help="Coder or training keys: --set model.coder.momentum=0.9, "
                       "--set train.coder_steps=2000 (repeatable).")] = None,
@@ -37,14 +39,19 @@ def fit_coder(
 
     The new run keeps the transform's weights byte for byte; the coder is fitted the way it
     declares (counted on whole training images, trained with its own optimizer, or nothing
-    to fit), then the run is evaluated on its validation images with real files.
+    to fit), then the run is evaluated on its validation images with real files. --model
+    takes a run folder or a shipped model (`codec models`); a shipped model was trained on data
+    you may not have: pass --data and --val.
 
     Examples:
       codec fit-coder --model runs/admm1                        # refit the histogram
       codec fit-coder --model runs/admm1 --coder histogram --data ../shared/data/bsds500/train
       codec fit-coder --model runs/imp1 --coder inclined-tcae --set train.coder_steps=2000
     """
-    result = refit_run(model, coder=coder, data=data, val=val, out=out_dir, sets=parse_sets(set_ or []),
+    chosen = resolve(model)
+    if chosen.shipped is not None and out_dir is None:  # never write into the installed package
+        out_dir = Path(f"{chosen.shipped.name}-{coder or chosen.shipped.components.get('coder', 'coder')}")
+    result = refit_run(chosen.path, coder=coder, data=data, val=val, out=out_dir, sets=parse_sets(set_ or []),
                        progress=BarProgress(), overwrite=force, device=resolve_device(device))  # fmt: skip
     m = result.evaluation.mean()
     fit = result.fit

@@ -76,7 +76,13 @@ class EntropyCoder(Component):
 
     @abc.abstractmethod
     def likelihoods(self, stream: Stream, context: Context | None = None) -> torch.Tensor:
-        """Probabilities of ``stream.symbols`` (B, C, H, W) under the model (1 where masked)."""
+        """Probabilities of ``stream.symbols`` (B, C, H, W) under the model (1 where masked).
+
+        A coder that learns statistics here in training (a running histogram) sees only its
+        process's shard in a distributed build: sum them with
+        :func:`~codec_lab.contracts.all_reduce_sum` before they update a buffer, as
+        :meth:`Rate.on_epoch_end` explains.
+        """
 
     @abc.abstractmethod
     def encode(self, stream: Stream, context: Context | None = None) -> bytes:

@@ -34,7 +34,12 @@ class Quantizer(Component):
 
     @abc.abstractmethod
     def forward(self, y: torch.Tensor) -> torch.Tensor:
-        """Quantize ``y``: relaxed in training, hard (decoder values) in eval."""
+        """Quantize ``y``: relaxed in training, hard (decoder values) in eval.
+
+        A quantizer that learns from the data in training (``multilevel``'s levels) sees only
+        its process's shard in a distributed build: sum its statistics with
+        :func:`~codec_lab.contracts.all_reduce_sum` first, as :meth:`Rate.on_epoch_end` explains.
+        """
 
     @abc.abstractmethod
     def to_symbols(self, y_tilde: torch.Tensor) -> torch.Tensor:

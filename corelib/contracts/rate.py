@@ -52,6 +52,11 @@ class TrainContext:
         lr_scale: multiplies the learning rate from the next step on (set by a hook).
         distortion_only: True trains without the rate loss (set by a hook).
         log: extra values a hook records for the training log.
+        rank: this process's rank in a distributed build (0 otherwise).
+        world_size: the processes of a distributed build (1 otherwise). Each process's
+            :meth:`Rate.on_batch_end` sees only its shard of the global batch: statistics
+            that decide something must be summed over the processes with
+            :func:`~codec_lab.contracts.all_reduce_sum` before they are used.
     """
 
     epoch: int = 0
@@ -61,6 +66,8 @@ class TrainContext:
     lr_scale: float = 1.0
     distortion_only: bool = False
     log: dict[str, Any] = field(default_factory=dict)
+    rank: int = 0
+    world_size: int = 1
 
 
 class Rate(Component):
@@ -167,13 +174,33 @@ class Rate(Component):
         """
 
     def on_batch_end(self, ctx: TrainContext, out: RateOutput) -> None:
-        """Called after every optimizer step with that step's rate output."""
+        """Called after every optimizer step with that step's rate output.
+
+        In a distributed build (``codec build --nproc N``, ``torchrun``) every process calls
+        it with the rate output of **its shard** of the global batch. Accumulate here, and
+        sum over the processes where the statistics are used (see :meth:`on_epoch_end`).
+        """
 
     def on_epoch_end(self, ctx: TrainContext) -> None:
-        """Called after every epoch (ADMM's Z/U updates, stage switches)."""
+        """Called after every epoch (ADMM's Z/U updates, stage switches), in every process.
+
+        Distributed builds: a decision taken from statistics gathered in
+        :meth:`on_batch_end` must be the same in every process and must see the whole global
+        batch, so sum the statistics first with
+        :func:`~codec_lab.contracts.all_reduce_sum` (a collective: every process calls it,
+        with the same shapes, in the same order; in one process it returns its input)::
+
+            acc, count = all_reduce_sum(self._acc, self._count)
+            template = acc / count
+
+        Buffers need no care: the model's are synchronised from rank 0 at every forward, and
+        only rank 0 writes checkpoints. Decisions from the epoch or step counters alone (a
+        stage switch) are the same everywhere already.
+        """
 
     def on_train_end(self, ctx: TrainContext) -> None:
-        """Called once after the last step, before the entropy coder is fitted."""
+        """Called once after the last step, before the entropy coder is fitted, in every
+        process of a distributed build (the same rule as :meth:`on_epoch_end`)."""
 
     def train_state(self) -> dict[str, Any]:
         """Training state kept outside the state dict (accumulators, counters), saved in every

@@ -22,7 +22,7 @@ import numpy as np
 import torch
 
 from codec_lab import hookimpl
-from codec_lab.contracts import Context, EntropyCoder, SetupContext, Stream, StreamSpec
+from codec_lab.contracts import Context, EntropyCoder, SetupContext, Stream, StreamSpec, all_reduce_sum
 from codec_lab.errors import BitstreamError, ConfigError
 from codec_lab.plugins.coders.common.categorical import quantize_pmf
 
@@ -96,7 +96,8 @@ class HistogramCoder(EntropyCoder):
         if self.training:
             with torch.no_grad():
                 counts = self._counts(name)
-                counts.mul_(self.momentum).add_(self._histogram(stream))
+                # Distributed builds: the global batch's counts, the same in every process.
+                counts.mul_(self.momentum).add_(all_reduce_sum(self._histogram(stream)))
                 self._freq(name).copy_(integer_frequencies(counts))
         freq = self._freq(name).to(stream.symbols.device)
         c = freq.shape[0]

@@ -33,7 +33,7 @@ from collections.abc import Callable, Mapping
 import torch
 
 from codec_lab import hookimpl
-from codec_lab.contracts import Component, Quantizer
+from codec_lab.contracts import Component, Quantizer, all_reduce_sum
 from codec_lab.errors import ConfigError
 
 __all__ = ["BinaryQuantizer", "MultilevelQuantizer"]
@@ -164,17 +164,19 @@ class MultilevelQuantizer(Quantizer):
         ``∂/∂θ_0 = e`` and ``∂/∂θ_j = e·exp(θ_j)`` for ``1 ≤ j ≤ k``, with ``e = y - x``: the
         gradient of level ``j`` sums the errors of every element at level ``k ≥ j``.
         """
-        n = rows.shape[1]
-        if n == 0:
-            return
         err = (value - rows).nan_to_num(0.0, 0.0, 0.0)
         per_level = torch.zeros_like(self.theta).scatter_add_(1, k, err.to(self.theta.dtype))
+        used = torch.zeros_like(self.counts).scatter_add_(1, k, torch.ones_like(k, dtype=self.counts.dtype))
+        # Distributed builds: the levels learn from the whole global batch, the same everywhere.
+        per_level, used, n = all_reduce_sum(per_level, used, rows.shape[1])
+        if n == 0:
+            return
         grad = per_level.flip(1).cumsum(1).flip(1) / n
         grad[:, 1:] *= self.theta[:, 1:].exp()
         if self.level_lr > 0:
             self.theta.sub_(self.level_lr * grad)
             self.theta[:, 1:].clamp_(-_THETA_BOUND, _THETA_BOUND)
-        self.counts.mul_(self.decay).scatter_add_(1, k, torch.ones_like(k, dtype=self.counts.dtype))
+        self.counts.mul_(self.decay).add_(used)
         self.steps.add_(1)
         if int(self.steps) % self.repair_every == 0:
             self.repair()

@@ -42,6 +42,7 @@ from codec_lab.contracts import (
     Stream,
     StreamSpec,
     TrainContext,
+    all_reduce_sum,
 )
 from codec_lab.errors import ConfigError
 
@@ -198,7 +199,9 @@ class ADMMRate(Rate):
         """Z/U update from the mean code since the last step (projection keeps largest |V|)."""
         if self._acc is None or self._count == 0:
             return
-        a = self._acc / self._count
+        # Distributed builds: the mean code of the global batches, the same in every process.
+        acc, count = all_reduce_sum(self._acc, self._count)
+        a = acc / count
         v = a + self.U
         n_keep = max(1, round(self.keep * v.numel()))
         keep = torch.zeros(v.numel(), dtype=torch.bool, device=v.device)
