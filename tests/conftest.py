@@ -128,3 +128,28 @@ def other_run(tmp_path_factory: pytest.TempPathFactory, data_dirs: dict[str, Pat
 def trained_codec(trained_run: Path) -> Codec:
     """The trained tiny codec, freshly loaded (tests may modify it)."""
     return load_run(trained_run)
+
+
+@pytest.fixture
+def shipped(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """An empty shipped-models folder standing in for ``registry/shipped``."""
+    from codec_lab.registry import shipped_models
+
+    folder = tmp_path / "shipped"
+    folder.mkdir()
+    monkeypatch.setattr(shipped_models, "shipped_dir", lambda: folder)
+    return folder
+
+
+@pytest.fixture
+def family(shipped: Path, trained_run: Path, other_run: Path) -> Path:
+    """The default shipped family with two points: quality 3 (``trained_run``) and 1
+    (``other_run``)."""
+    from codec_lab.registry import ship_model
+    from codec_lab.registry.shipped_models import DEFAULT_FAMILY, DEFAULT_QUALITY
+
+    command = "codec build --rate admm --steps 3 --out runs/tiny"
+    ship_model.ship(trained_run, f"{DEFAULT_FAMILY}-q{DEFAULT_QUALITY}", family=DEFAULT_FAMILY,
+                    quality=DEFAULT_QUALITY, command=command)  # fmt: skip
+    ship_model.ship(other_run, f"{DEFAULT_FAMILY}-q1", family=DEFAULT_FAMILY, quality=1, command=command)
+    return shipped

@@ -15,28 +15,11 @@ import pytest
 from PIL import Image
 
 from codec_lab.corelib.container import unpack
-from codec_lab.registry import ship_model, shipped_models
 from codec_lab.registry.shipped_models import DEFAULT_FAMILY, DEFAULT_QUALITY, family_point
 from tests.cli.conftest import assert_clean_failure, invoke
 
 Q3 = f"{DEFAULT_FAMILY}-q{DEFAULT_QUALITY}"
 Q1 = f"{DEFAULT_FAMILY}-q1"
-
-
-@pytest.fixture
-def shipped(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    folder = tmp_path / "shipped"
-    folder.mkdir()
-    monkeypatch.setattr(shipped_models, "shipped_dir", lambda: folder)
-    return folder
-
-
-@pytest.fixture
-def family(shipped: Path, trained_run: Path, other_run: Path) -> Path:
-    ship_model.ship(trained_run, Q3, family=DEFAULT_FAMILY, quality=DEFAULT_QUALITY,
-                    command="codec build --rate admm --steps 3")  # fmt: skip
-    ship_model.ship(other_run, Q1, family=DEFAULT_FAMILY, quality=1, command="codec build --seed 1")
-    return shipped
 
 
 def _digest(cdl: Path) -> str:
@@ -62,7 +45,7 @@ def test_models_table_and_json(family: Path) -> None:
     rows = json.loads(invoke("models", "--json").stdout)
     assert [r["name"] for r in rows] == [Q1, Q3]
     assert [r["default"] for r in rows] == [False, True]
-    assert rows[1]["command"] == "codec build --rate admm --steps 3"
+    assert rows[1]["command"] == "codec build --rate admm --steps 3 --out runs/tiny"
     assert Path(rows[1]["path"]) == family / Q3 and len(rows[1]["sha256"]) == 64
 
 

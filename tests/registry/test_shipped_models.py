@@ -32,24 +32,6 @@ from codec_lab.registry.shipped_models import (
 COMMAND = "codec build --rate admm --steps 3 --out runs/tiny"
 
 
-@pytest.fixture
-def shipped(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    """An empty shipped-models folder standing in for ``registry/shipped``."""
-    folder = tmp_path / "shipped"
-    folder.mkdir()
-    monkeypatch.setattr(shipped_models, "shipped_dir", lambda: folder)
-    return folder
-
-
-@pytest.fixture
-def family(shipped: Path, trained_run: Path, other_run: Path) -> Path:
-    """The default family with two points: quality 3 (``trained_run``) and 1 (``other_run``)."""
-    ship_model.ship(trained_run, f"{DEFAULT_FAMILY}-q{DEFAULT_QUALITY}", family=DEFAULT_FAMILY,
-                    quality=DEFAULT_QUALITY, command=COMMAND)  # fmt: skip
-    ship_model.ship(other_run, f"{DEFAULT_FAMILY}-q1", family=DEFAULT_FAMILY, quality=1, command=COMMAND)
-    return shipped
-
-
 # ---------------------------------------------------------------------------- packaging
 def test_ship_copies_a_minimal_run_and_indexes_it(shipped: Path, trained_run: Path) -> None:
     model = ship_model.ship(trained_run, "tiny", command=COMMAND)
