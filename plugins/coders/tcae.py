@@ -43,7 +43,6 @@ from codec_lab.plugins.coders.common.categorical import (
     probabilities,
 )
 from codec_lab.plugins.coders.common.trimmed import ContextNetwork, Order
-from codec_lab.plugins.coders.common.wavefront import Wavefront, schedule
 
 __all__ = ["InclinedTcaeCoder", "TcaeCoder"]
 
@@ -85,7 +84,7 @@ class TcaeCoder(EntropyCoder):
 
     name = "tcae"
     summary = "TCAE context model, channel-major order, decoded symbol by symbol (slow reference)"
-    version = "0.1"
+    version = "0.2"  # 0.2: the wavefront's compiled kernel (sums in another order than 0.1: other files)
     fitting = "trained"
     default_fit_steps = 500
     presets = PRESETS
@@ -259,6 +258,8 @@ class TcaeCoder(EntropyCoder):
                 assert reader is not None
                 out[mask] = torch.from_numpy(reader.read(np.ascontiguousarray(probs)))
             return out, sent_syms, sent_probs
+        from codec_lab.plugins.coders.common.wavefront import Wavefront, schedule  # numba: imported when used
+
         cond = self._condition(spec.name, mask[None], context)
         wave = Wavefront(self.nets[spec.name], h, w, cond)
         for step in schedule(self.order, c, h, w):
@@ -330,7 +331,7 @@ class InclinedTcaeCoder(TcaeCoder):
 
     name = "inclined-tcae"
     summary = "TCAE context model on inclined planes c+h+w: wavefront decoding in C+H+W-2 steps"
-    version = "0.1"
+    version = "0.2"  # as tcae's
     order: ClassVar[Order] = "inclined"
 
 

@@ -8,15 +8,17 @@ activation at a position needs the layer below at positions already computed (ea
 or this step's, computed just before), so a whole decode costs about one network pass in
 arithmetic.
 
-Encoder and decoder both run :class:`Wavefront` over the same schedule with the same shapes,
-so their probabilities are bit-identical; the encoder merely knows the symbols in advance.
+Encoder and decoder both run :class:`Wavefront` over the same schedule, so their
+probabilities are bit-identical; the encoder merely knows the symbols in advance.
 
 Layout: activations are stored *sheared*, indexed (row h, anti-diagonal d = h + w, channel).
 The positions of one step are, for consecutive blocks t (in decreasing order), consecutive
 anti-diagonals over a common range of rows, and a kernel row's k taps of every such position
-are k consecutive diagonals: a contiguous run of k·C values. So each kernel row of a layer
-is one batched matrix product on a strided *view* of the buffer, with no gather copy.
-Cells outside the image stay zero (the convolutions' zero padding).
+are k consecutive diagonals: a contiguous run of k·C values. Cells outside the image stay
+zero (the convolutions' zero padding).
+
+Arithmetic: one compiled kernel per step (:mod:`wavefront_kernel`), every layer, only at the
+step's cells in the image and only over the taps the trimmed masks keep.
 """
 
 from __future__ import annotations
@@ -24,9 +26,11 @@ from __future__ import annotations
 from collections.abc import Iterator
 from dataclasses import dataclass
 
+import numpy as np
 import torch
 
 from codec_lab.plugins.coders.common.trimmed import ContextNetwork, Order, TrimmedConv2d
+from codec_lab.plugins.coders.common.wavefront_kernel import OUT, SPARE_ROWS, compile_kernel, step_kernel
 
 __all__ = ["Step", "Wavefront", "schedule", "step_count"]
 
@@ -35,7 +39,7 @@ __all__ = ["Step", "Wavefront", "schedule", "step_count"]
 class Step:
     """Positions of one step: blocks ``t_hi`` down to ``t_lo`` on anti-diagonals
     ``d_first, d_first + 1, …``, each over rows ``h_lo .. h_lo + rows - 1`` (cells outside
-    the image are computed and discarded)."""
+    the image are skipped)."""
 
     t_lo: int
     t_hi: int
@@ -64,21 +68,110 @@ def schedule(order: Order, blocks: int, h: int, w: int) -> Iterator[Step]:
         yield Step(t_lo, t_hi, d_lo, h_lo, h_hi - h_lo + 1)
 
 
-class _Layer:
-    """One trimmed conv as the wavefront uses it: per kernel row, per block (reversed), the
-    (k·Cin, g) weights matching a run of k diagonals × Cin channels."""
+# ---------------------------------------------------------------------------- kernel
+# Indices are unsigned in the inner loops: numba wraps negative signed indices, and the
+# extra select per load turns the 8 contiguous weight loads into a gather.
+# ---------------------------------------------------------------------------- network
+@dataclass(frozen=True)
+class _Meta:
+    """One layer's shape and where its data sit in :class:`_Tables`."""
 
-    def __init__(self, conv: TrimmedConv2d, act: torch.nn.PReLU | None) -> None:
-        w = conv.masked_weight().detach()
-        cout, cin, k, _ = w.shape
-        t, g = conv.blocks, conv.group_out
-        # (T, g, Cin, dh, dw) → (dh, T reversed, dw, Cin, g)
-        w = w.view(t, g, cin, k, k).permute(3, 0, 4, 2, 1).flip(1)
-        self.rows = [w[i].reshape(t, k * cin, g).contiguous() for i in range(k)]
-        bias = conv.bias.detach() if conv.bias is not None else torch.zeros(cout)
-        self.bias = bias.view(t, 1, g).flip(0).contiguous()
-        self.slope = act.weight.detach().view(t, 1, g).flip(0).contiguous() if act is not None else None
-        self.kernel, self.group, self.cin, self.cout, self.blocks = k, g, cin, cout, t
+    kernel: int
+    cin: int
+    group: int
+    chunks: int
+    cout: int
+    weights: int
+    runs: int
+    bias: int
+    slope: int  # -1: no PReLU
+
+
+class _Tables:
+    """A network's layers as the kernel reads them (first, second, residual convs, output):
+    weights (block, chunk, dh, dw, Cin, 8), each block's outputs padded to chunks of 8; per
+    block the runs of (tap, input channels) its mask keeps, as (count, then tap, first
+    channel, length per run); bias and PReLU slopes."""
+
+    def __init__(self, net: ContextNetwork) -> None:
+        convs: list[tuple[TrimmedConv2d, torch.nn.PReLU | None]] = [
+            (net.first, net.act_first), (net.second, net.act_second)
+        ]  # fmt: skip
+        for conv_a, act_a, conv_b, act_b in net.res:
+            convs += [(conv_a, act_a), (conv_b, act_b)]
+        convs.append((net.out, None))
+        metas, w_at, r_at, p_at = [], 0, 0, 0
+        for conv, act in convs:
+            cout, cin, k, _ = conv.weight.shape
+            t, chunks = conv.blocks, -(-conv.group_out // OUT)
+            slope = p_at + t * chunks * OUT if act is not None else -1
+            metas.append(_Meta(k, cin, conv.group_out, chunks, cout, w_at, r_at, p_at, slope))
+            w_at += t * chunks * k * k * cin * OUT
+            r_at += t * (1 + 3 * k * k)
+            p_at += t * chunks * OUT * (2 if act is not None else 1)
+        self.metas = metas
+        self.weights = np.zeros(w_at, np.float32)
+        self.runs = np.zeros(r_at, np.int64)
+        self.params = np.zeros(p_at, np.float32)
+        with torch.no_grad():
+            for (conv, act), m in zip(convs, metas, strict=True):
+                self._fill(conv, act, m)
+
+    def _fill(self, conv: TrimmedConv2d, act: torch.nn.PReLU | None, m: _Meta) -> None:
+        t, g, k, cin = conv.blocks, m.group, m.kernel, m.cin
+        # A trimmed mask depends on the output's block only: each block's first output row.
+        keep = conv.mask.view(t, g, cin, k, k)[:, 0].permute(0, 2, 3, 1).bool()  # (T, dh, dw, Cin)
+        first = keep.int().argmax(-1)
+        last = cin - keep.flip(-1).int().argmax(-1)
+        kept = keep.any(-1)
+        lo, hi = torch.where(kept, first, 0), torch.where(kept, last, 0)
+        # Runs (tap s = dh·k + dw, first channel, length): a tap's channel range, joined
+        # with the next tap's of the same kernel row when both meet (the previous one ends
+        # at the last channel, the next starts at 0: consecutive diagonals, consecutive
+        # weights).
+        runs = self.runs[m.runs : m.runs + t * (1 + 3 * k * k)].reshape(t, 1 + 3 * k * k)
+        for tn, (los, his) in enumerate(zip(lo.view(t, -1).tolist(), hi.view(t, -1).tolist(), strict=True)):
+            found: list[list[int]] = []  # [first tap, first channel, length, last tap, its end]
+            for tap, (a, b) in enumerate(zip(los, his, strict=True)):
+                if b <= a:
+                    continue
+                run = found[-1] if found else None
+                if run is not None and run[3] + 1 == tap and tap % k and run[4] == cin and a == 0:
+                    run[2], run[3], run[4] = run[2] + b, tap, b
+                else:
+                    found.append([tap, a, b - a, tap, b])
+            runs[tn, 0] = len(found)
+            for j, run in enumerate(found):
+                runs[tn, 1 + 3 * j : 4 + 3 * j] = run[:3]
+        # Inside a range every weight is kept (a trimmed mask keeps a prefix of channels):
+        # the raw weights will do, the masked ones otherwise.
+        contiguous = bool((keep.sum(-1) == hi - lo).all())
+        w = (conv.weight if contiguous else conv.masked_weight()).detach().float().view(t, g, cin, k, k)
+        dst = torch.from_numpy(self.weights[m.weights : m.weights + t * m.chunks * k * k * cin * OUT])
+        dst = dst.view(t, m.chunks, k, k, cin, OUT)
+        for ch in range(m.chunks):
+            n = min(OUT, g - ch * OUT)
+            dst[:, ch, ..., :n] = w[:, ch * OUT : ch * OUT + n].permute(0, 3, 4, 2, 1)
+        params = torch.from_numpy(self.params)
+        size = t * m.chunks * OUT
+        bias = conv.bias.detach().float() if conv.bias is not None else torch.zeros(m.cout)
+        params[m.bias : m.bias + size].view(t, -1)[:, :g] = bias.view(t, g)
+        if act is not None:
+            params[m.slope : m.slope + size].view(t, -1)[:, :g] = act.weight.detach().float().view(t, g)
+
+    @staticmethod
+    def of(net: ContextNetwork) -> _Tables:
+        """The tables of ``net``, kept with it while its parameters stay the same (keyed on
+        every tensor's identity, version counter and storage, as ``Codec.weights_digest``):
+        an encoder or decoder called image after image arranges the weights once."""
+        key = tuple((id(v), v._version, v.data_ptr(), v.dtype, tuple(v.shape))
+                    for v in net.state_dict(keep_vars=True).values())  # fmt: skip
+        hit = net.__dict__.get("_wavefront_tables")
+        if hit is not None and hit[0] == key:
+            return hit[1]
+        tables = _Tables(net)
+        net.__dict__["_wavefront_tables"] = (key, tables)  # a plain attribute: not in the state dict
+        return tables
 
 
 class Wavefront:
@@ -93,50 +186,62 @@ class Wavefront:
     def __init__(
         self, net: ContextNetwork, height: int, width: int, condition: torch.Tensor | None = None
     ) -> None:
+        compile_kernel()
         self.net, self.h, self.w = net, height, width
         self.blocks, self.alphabet = net.blocks, net.alphabet
-        convs: list[tuple[TrimmedConv2d, torch.nn.PReLU | None]] = [
-            (net.first, net.act_first), (net.second, net.act_second)
-        ]  # fmt: skip
-        for conv_a, act_a, conv_b, act_b in net.res:
-            convs += [(conv_a, act_a), (conv_b, act_b)]
-        convs.append((net.out, None))
-        self.layers = [_Layer(c, a) for c, a in convs]
-        self.r = r = max(layer.kernel for layer in self.layers) // 2
-        # Rows h + r; diagonal d at column d + 2r (taps reach d ± 2r).
-        self.hp, self.dp = height + 2 * r, height + width - 1 + 4 * r
-        self.input = torch.zeros(self.hp, self.dp, self.blocks)
-        self.hidden = [torch.zeros(self.hp, self.dp, layer.cout) for layer in self.layers[:-1]]
-        self._valid: tuple[Step, torch.Tensor] | None = None
+        tables = _Tables.of(net)
+        metas = tables.metas
+        self.r = r = max(m.kernel for m in metas) // 2
+        # Rows h + r (and spare rows below); diagonal d at column d + 2r (taps reach d ± 2r).
+        self.hp, self.dp = height + 2 * r + SPARE_ROWS, height + width - 1 + 4 * r
+        cells = self.hp * self.dp
+        # Every buffer lives in one flat array: input, hidden activations, condition.
+        use_condition = net.condition is not None and condition is not None
+        sizes = [self.blocks] + [m.cout for m in metas[:-1]] + ([metas[0].cout] if use_condition else [])
+        offsets = np.cumsum([0] + [cells * c for c in sizes]).tolist()
+        self._flat = torch.zeros(offsets[-1])
+        views = [self._flat[o : o + cells * c].view(self.hp, self.dp, c)
+                 for o, c in zip(offsets, sizes, strict=False)]  # fmt: skip
+        self.input, self.hidden = views[0], views[1 : len(metas)]
         self.condition: torch.Tensor | None = None
-        if net.condition is not None and condition is not None:
+        if use_condition:
+            assert net.condition is not None and condition is not None
             with torch.no_grad():
                 cond = net.condition(condition)[0]  # computed once: known everywhere
-            self.condition = self._shear(cond)
+            self.condition = views[-1]
+            self._shear(cond, self.condition)
+        table = []
+        for i, m in enumerate(metas):
+            assert sizes[i] == m.cin, "a layer reads every channel of the buffer below"
+            last = i == len(metas) - 1
+            # Layers: 0 first, 1 second, then per residual block 2+2j and 3+2j; the second
+            # conv of a block adds the block's input (layer 1's output or the last block's).
+            res = offsets[i - 1] if i >= 3 and i % 2 == 1 else -1
+            cond_at = offsets[-2] if i == 0 and use_condition else -1
+            table.append([
+                m.kernel, m.cin, m.group, m.chunks,
+                offsets[i], sizes[i], -1 if last else offsets[i + 1], 0 if last else sizes[i + 1],
+                res, cond_at, sizes[-1] if cond_at >= 0 else 0,
+                m.weights, m.runs, m.bias, m.slope,
+            ])  # fmt: skip
+        self._table = np.array(table, dtype=np.int64)
+        self._tables = tables
+        self._bufs = self._flat.numpy()
+        self._valid: tuple[Step, torch.Tensor] | None = None
 
-    def _shear(self, x: torch.Tensor) -> torch.Tensor:
-        """(C, H, W) → the sheared (H + 2r, D, C) layout, zero outside the image."""
-        out = torch.zeros(self.hp, self.dp, x.shape[0])
+    def _shear(self, x: torch.Tensor, out: torch.Tensor) -> None:
+        """Write (C, H, W) into ``out`` in the sheared (H + 2r + spare, D, C) layout."""
         hh = torch.arange(self.h).view(-1, 1)
         dd = hh + torch.arange(self.w).view(1, -1)
-        out[hh + self.r, dd + 2 * self.r] = x.permute(1, 2, 0)
-        return out
+        out[hh + self.r, dd + 2 * self.r] = x.permute(1, 2, 0).float()
 
-    # ------------------------------------------------------------------ views
     def _cells(self, buf: torch.Tensor, step: Step, group: int) -> torch.Tensor:
         """View (T_a, rows, group) of block t's ``group`` channels at the step's cells
         (blocks in decreasing order, so consecutive blocks sit on consecutive diagonals)."""
         c = buf.shape[-1]
         base = ((step.h_lo + self.r) * self.dp + step.d_first + 2 * self.r) * c + step.t_hi * group
         n = step.t_hi - step.t_lo + 1
-        return buf.as_strided((n, step.rows, group), (c - group, self.dp * c, 1), base)
-
-    def _taps(self, buf: torch.Tensor, step: Step, dh: int, k: int) -> torch.Tensor:
-        """View (T_a, rows, k·C): kernel row ``dh``'s k taps of every cell, all channels."""
-        c = buf.shape[-1]
-        base = ((step.h_lo + dh + self.r) * self.dp + step.d_first + dh - k // 2 + 2 * self.r) * c
-        n = step.t_hi - step.t_lo + 1
-        return buf.as_strided((n, step.rows, k * c), (c, self.dp * c, 1), base)
+        return buf.as_strided((n, step.rows, group), (c - group, self.dp * c, 1), buf.storage_offset() + base)
 
     def valid(self, step: Step) -> torch.Tensor:
         """(T_a, rows) bool: which of the step's cells lie in the image (kept for the step
@@ -161,34 +266,15 @@ class Wavefront:
 
     # ------------------------------------------------------------------ stepping
     def logits(self, step: Step) -> torch.Tensor:
-        """Compute every layer at ``step``'s cells; the logits (T_a, rows, K) (garbage at
-        cells outside the image: select them with :meth:`valid`)."""
-        valid = self.valid(step).unsqueeze(-1).to(self.input.dtype)
-        lo, hi = self.blocks - 1 - step.t_hi, self.blocks - step.t_lo  # reversed block slice
-        source, residual = self.input, None
-        last = len(self.layers) - 1
-        for i, layer in enumerate(self.layers):
-            k, rk = layer.kernel, layer.kernel // 2
-            y = torch.baddbmm(layer.bias[lo:hi], self._taps(source, step, -rk, k), layer.rows[0][lo:hi])
-            for row in range(1, k):
-                y.baddbmm_(self._taps(source, step, row - rk, k), layer.rows[row][lo:hi])
-            if i == 0 and self.condition is not None:
-                y += self._cells(self.condition, step, layer.group)
-            if layer.slope is not None:
-                y = torch.where(y >= 0, y, y * layer.slope[lo:hi])
-            if i == last:
-                return y
-            # Layers: 0 first, 1 second, then per residual block 2+2j and 3+2j; the second
-            # conv of a block adds the block's input (layer 1's output or the last block's).
-            if i >= 3 and i % 2 == 1:
-                assert residual is not None
-                y += self._cells(residual, step, layer.group)
-            out = self.hidden[i]
-            self._cells(out, step, layer.group).copy_(y * valid)  # outside the image stays 0
-            if i % 2 == 1:
-                residual = out
-            source = out
-        raise AssertionError("unreachable")
+        """Compute every layer at ``step``'s cells; the logits (T_a, rows, K) (zero at cells
+        outside the image: select them with :meth:`valid`)."""
+        n = step.t_hi - step.t_lo + 1
+        out = np.zeros((n, step.rows, self.alphabet), np.float32)
+        tables = self._tables
+        step_kernel(self._bufs, tables.weights, tables.runs, tables.params, self._table, out,
+              step.t_lo, step.t_hi, step.d_first + step.t_hi, step.h_lo, step.h_lo + step.rows - 1,
+              self.h, self.w, self.r, self.dp)  # fmt: skip
+        return torch.from_numpy(out)
 
     def write(self, step: Step, values: torch.Tensor) -> None:
         """Store a step's inputs (T_a, rows): ``(s + 1) / K`` where sent, else (and outside

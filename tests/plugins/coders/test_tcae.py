@@ -198,6 +198,60 @@ def test_wavefront_equals_the_full_pass(order: str, grid: tuple[int, int, int],
     assert torch.allclose(got, full, atol=1e-5), float((got - full).abs().max())
 
 
+def _wavefront_logits(
+    net: ContextNetwork, order: str, x: torch.Tensor, cond: torch.Tensor | None
+) -> torch.Tensor:
+    """(C, K, H, W) logits of ``net`` computed step by step, inputs written as they become known."""
+    c, h, w = x.shape[1:]
+    got = torch.full((c, net.alphabet, h, w), float("nan"))
+    with torch.no_grad():
+        wave = Wavefront(net, h, w, cond)
+        for step in schedule(order, c, h, w):  # type: ignore[arg-type]
+            logits, valid = wave.logits(step), wave.valid(step)
+            t, hh, ww = wave.positions(step)
+            got[t, :, hh, ww] = logits[valid]
+            values = torch.zeros(valid.shape)
+            values[valid] = x[0, t, hh, ww]
+            wave.write(step, values)
+    return got
+
+
+@pytest.mark.parametrize("order", ORDERS)
+@pytest.mark.parametrize("grid", [(2, 13, 15), (1, 21, 20)], ids=lambda g: "x".join(map(str, g)))
+def test_wavefront_on_large_grids_and_wide_layers(order: str, grid: tuple[int, int, int]) -> None:
+    """Up to 20 rows per block and step (the kernel's 16-, 8-, 4- and 1-row calls; 13 rows:
+    a 16-row call reaching 3 rows past the image) and layers wider than its 8 outputs per
+    call (12 per block, 19 logits: several chunks, the last padded)."""
+    c, h, w = grid
+    torch.manual_seed(12)
+    net = ContextNetwork(c, 19, width=12, kernel=5, out_kernel=3, res_blocks=1, order=order,  # type: ignore[arg-type]
+                         condition_channels=1).eval()  # fmt: skip
+    _randomize(net, _gen(13))
+    x = torch.rand(1, c, h, w, generator=_gen(14))
+    cond = torch.rand(1, 1, h, w, generator=_gen(15))
+    with torch.no_grad():
+        full = net(x, cond)[0]
+    got = _wavefront_logits(net, order, x, cond)
+    assert torch.allclose(got, full, atol=1e-4), float((got - full).abs().max())
+
+
+def test_wavefront_follows_weight_changes() -> None:
+    """The kernel's weight tables are kept with the network while its parameters stay the
+    same; an in-place change (an optimizer step, ``load_state_dict``) is seen."""
+    net = _net("inclined", 3, condition=1, seed=16)
+    x = torch.rand(1, 3, 5, 4, generator=_gen(17))
+    cond = torch.rand(1, 1, 5, 4, generator=_gen(18))
+    first = _wavefront_logits(net, "inclined", x, cond)
+    assert torch.equal(_wavefront_logits(net, "inclined", x, cond), first)
+    with torch.no_grad():
+        net.second.weight.mul_(2)
+        net.out.bias.add_(1)
+        full = net(x, cond)[0]
+    again = _wavefront_logits(net, "inclined", x, cond)
+    assert not torch.allclose(again, first)
+    assert torch.allclose(again, full, atol=1e-5)
+
+
 # ---------------------------------------------------------------------------- coding
 @pytest.mark.parametrize("order", ORDERS)
 @pytest.mark.parametrize("alphabet", [2, 3, 8, 16])
