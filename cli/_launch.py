@@ -17,7 +17,6 @@ from pathlib import Path
 
 from codec_lab.cli import _state
 from codec_lab.cli._output import err
-from codec_lab.corelib.errors import ConfigError
 
 __all__ = ["launch", "torchrun_command"]
 
@@ -31,9 +30,6 @@ def torchrun_command(nproc: int, build_args: list[str]) -> list[str]:
 
 def launch(nproc: int, build_args: list[str], out: Path) -> int:
     """Run the distributed build; torchrun's exit code (0: every process finished)."""
-    if nproc < 2:
-        raise ConfigError(f"--nproc {nproc}: a distributed build needs at least 2 processes",
-                          "leave --nproc out to train in this process")  # fmt: skip
     cmd = torchrun_command(nproc, build_args)
     env = dict(os.environ)
     # torchrun would set 1 thread per process and warn about it; share the cores instead.

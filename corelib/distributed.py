@@ -28,6 +28,7 @@ __all__ = [
     "all_reduce_sum",
     "barrier",
     "broadcast_object",
+    "check_batch_split",
     "gather_objects",
     "init_from_env",
     "is_main",
@@ -52,6 +53,15 @@ class DistInfo:
     world: int = 1
     local_rank: int = 0
     backend: str = ""
+
+
+def check_batch_split(batch_size: int, world: int) -> None:
+    """Refuse a global batch that does not split evenly over ``world`` processes."""
+    if world > 1 and batch_size % world:
+        fit = world * max(1, batch_size // world)
+        raise ConfigError(f"train.batch_size {batch_size} does not split over {world} processes "
+                          "(it is the global batch)",
+                          f"use a multiple of {world}, e.g. --set train.batch_size={fit}")
 
 
 def launched_by_torchrun() -> bool:

@@ -33,13 +33,13 @@ from codec_lab.corelib.distributed import (
     all_reduce_sum,
     barrier,
     broadcast_object,
+    check_batch_split,
     gather_objects,
     is_main,
     rank,
     shutdown,
     world_size,
 )
-from codec_lab.corelib.errors import ConfigError
 from codec_lab.corelib.images import image_pixels
 from codec_lab.corelib.losses import distortion_loss
 from codec_lab.corelib.metrics import bpp_from_likelihoods
@@ -183,11 +183,7 @@ class Trainer:
         self.device = resolve_device(cfg.device)
         self.rank, self.world, self.main = rank(), world_size(), is_main()
         if self.world > 1:
-            if cfg.batch_size % self.world:
-                fit = self.world * max(1, cfg.batch_size // self.world)
-                raise ConfigError(f"train.batch_size {cfg.batch_size} does not split over {self.world} "
-                                  "processes (it is the global batch)",
-                                  f"use a multiple of {self.world}, e.g. --set train.batch_size={fit}")
+            check_batch_split(cfg.batch_size, self.world)
             if self.device.type == "cuda":
                 self.device = torch.device("cuda", torch.cuda.current_device())
             if not self.main:

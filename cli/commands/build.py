@@ -18,7 +18,13 @@ from codec_lab.cli._output import BarProgress, err, handle_errors, out
 from codec_lab.corelib.config import load_yaml, parse_sets
 from codec_lab.corelib.data import training_images, validation_images
 from codec_lab.corelib.devices import cpu_busy, resolve_device
-from codec_lab.corelib.distributed import broadcast_object, init_from_env, is_main, launched_by_torchrun
+from codec_lab.corelib.distributed import (
+    broadcast_object,
+    check_batch_split,
+    init_from_env,
+    is_main,
+    launched_by_torchrun,
+)
 from codec_lab.corelib.errors import ConfigError, OutputError
 from codec_lab.corelib.results import Results
 from codec_lab.corelib.runs import config_matches, read_config, run_state
@@ -138,11 +144,7 @@ def build(
     if nproc is not None and nproc > 1 and not worker:
         # Checked here, so that a mistake is one line rather than N failing workers.
         check_run_dir_free(out_dir, force)
-        if cfg["train"]["batch_size"] % nproc:
-            raise ConfigError(f"train.batch_size {cfg['train']['batch_size']} does not split over "
-                              f"{nproc} processes (it is the global batch)",
-                              f"use a multiple of {nproc}, e.g. --set train.batch_size="
-                              f"{nproc * max(1, cfg['train']['batch_size'] // nproc)}")  # fmt: skip
+        check_batch_split(cfg["train"]["batch_size"], nproc)
         training_images(cfg["data"]["train"])
         validation_images(cfg["data"]["val"])
         _notices(cfg)
