@@ -26,7 +26,7 @@ from codec_lab.corelib.contracts import (
     SetupContext,
 )
 from codec_lab.corelib.entropy_models import coding_only
-from codec_lab.corelib.errors import BitstreamError, CodecError, ConfigMismatchError
+from codec_lab.corelib.errors import BitstreamError, CodecError, ConfigError, ConfigMismatchError
 from codec_lab.corelib.guards import Blame
 from codec_lab.corelib.streams import Stream, StreamSpec
 
@@ -381,6 +381,7 @@ class Codec(CompressionModel):
         # None where every position is sent: coders and the CRC then skip masking work.
         masks = [None if s.mask is None else s.full_mask() for s in streams]
         for k, s in enumerate(streams):
+            self._check_positions(s.spec, tuple(s.symbols.shape[-2:]), None)
             per_item, per_crc = [], []
             for i in range(b):
                 one = Stream(s.spec, s.symbols[i], _item(masks[k], i))
@@ -410,6 +411,24 @@ class Codec(CompressionModel):
             "image_size": tuple(x.shape[-2:]),
             "crc": crcs,
         }
+
+    def _check_positions(self, spec: StreamSpec, hw: tuple[int, int], n_bytes: int | None) -> None:
+        """Refuse a stream larger than the coder's ``max_stream_symbols``: to encode (n_bytes
+        None: ConfigError, with the tile to use) or to decode (BitstreamError)."""
+        most = type(self.coder).max_stream_symbols
+        positions = spec.channels * hw[0] * hw[1]
+        if most is None or positions <= most:
+            return
+        coder = type(self.coder).name
+        what = f"stream {spec.name!r} of {spec.channels} x {hw[0]} x {hw[1]} = {positions:,} positions"
+        if n_bytes is None:
+            raise ConfigError(f"coder {coder!r} codes at most {most:,} positions per stream and tile; "
+                              f"{what} is more",
+                              "code the image in smaller tiles (compress --tile, whose default "
+                              "already fits), or use a coder without this limit")  # fmt: skip
+        raise BitstreamError(f"{what} claimed by the file is more than coder {coder!r} ever writes "
+                             f"({most:,} per stream and tile)",
+                             "the file is damaged (its image or tile size was changed)")  # fmt: skip
 
     def _check_symbol_count(self, data: bytes, spec: StreamSpec, hw: tuple[int, int],
                             mask: torch.Tensor | None) -> None:  # fmt: skip
@@ -446,6 +465,7 @@ class Codec(CompressionModel):
         coded: list[Stream] = []
         for k, spec in enumerate(self.specs):
             shape = (spec.channels, *hw)
+            self._check_positions(spec, hw, len(strings[k]))  # before the mask is allocated
             mask = self.rate.decode_mask(spec, decoded, hw)
             self.blame("rate").mask(mask, shape, "decode_mask", spec.name)
             self._check_symbol_count(strings[k], spec, hw, mask)

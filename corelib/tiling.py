@@ -83,15 +83,38 @@ def resolve_tile(codec: Codec, tile: int | None = None) -> int:
     """
     unit, low = tile_unit(codec), _smallest_tile(codec)
     default = max(low, unit * -(-DEFAULT_TILE // unit))
+    most = _largest_tile(codec)
+    if most is not None:
+        if most < low:
+            raise ConfigError(f"coder {type(codec.coder).name!r} codes at most "
+                              f"{type(codec.coder).max_stream_symbols:,} positions per stream, fewer "
+                              f"than this model's smallest tile ({low} pixels) holds",
+                              "use another coder for this model")  # fmt: skip
+        default = min(default, most)
     if tile is None:
         return default
-    if tile == 0 or (tile % unit == 0 and low <= tile <= MAX_TILE):
+    if tile == 0 or (tile % unit == 0 and low <= tile <= min(MAX_TILE, most or MAX_TILE)):
         return tile
+    if most is not None and tile % unit == 0 and most < tile <= MAX_TILE:
+        raise ConfigError(f"tile size {tile} is too large for coder {type(codec.coder).name!r}, which "
+                          f"codes at most {type(codec.coder).max_stream_symbols:,} positions per stream",
+                          f"use a tile of at most {most} pixels (the default)")  # fmt: skip
     raise ConfigError(
         f"tile size {tile} does not suit this model",
         f"use 0 (one tile: the whole image at once) or a multiple of {unit} from {low} to "
         f"{MAX_TILE} pixels (default {default})",
     )
+
+
+def _largest_tile(codec: Codec) -> int | None:
+    """The largest tile side whose streams fit the coder's ``max_stream_symbols`` (None: any)."""
+    cap = type(codec.coder).max_stream_symbols
+    if cap is None:
+        return None
+    unit, f = tile_unit(codec), codec.encoder.downsampling_factor
+    channels = max(s.channels for s in codec.specs)
+    side = math.isqrt(cap // channels) * f  # latent side that fits, in pixels
+    return side // unit * unit
 
 
 @dataclass(frozen=True)

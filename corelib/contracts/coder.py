@@ -64,6 +64,12 @@ class EntropyCoder(Component):
     """For an estimate: the largest relative gap between real and estimated bits."""
     default_fit_steps: ClassVar[int] = 500
     """Optimizer steps of a ``"trained"`` coder's stage when ``train.coder_steps`` is null."""
+    max_stream_symbols: ClassVar[int | None] = None
+    """The most positions (C·h·w, masked or not) one stream of one coding tile may hold, or
+    None. For a coder whose work grows with positions rather than bytes (a symbol-by-symbol
+    context model, whose rANS can carry thousands of likely symbols in a byte): the default
+    tile is chosen within it, a larger ``--tile`` is refused, and a file whose header claims
+    more is refused before decoding, so a damaged size cannot make the decoder run for hours."""
 
     @abc.abstractmethod
     def setup(self, ctx: SetupContext) -> None:

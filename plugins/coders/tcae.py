@@ -89,6 +89,10 @@ class TcaeCoder(EntropyCoder):
     default_fit_steps = 500
     presets = PRESETS
     order: ClassVar[Order] = "raster"
+    max_stream_symbols: ClassVar[int | None] = 2**15
+    """32,768 positions: a 256-pixel tile of a 32-channel code, about 10 s to decode symbol by
+    symbol with the paper-size network on one core. Larger images code in such tiles (the
+    default tile is chosen within it), and a file claiming more is refused unread."""
 
     def __init__(
         self,
@@ -333,6 +337,7 @@ class InclinedTcaeCoder(TcaeCoder):
     summary = "TCAE context model on inclined planes c+h+w: wavefront decoding in C+H+W-2 steps"
     version = "0.2"  # as tcae's
     order: ClassVar[Order] = "inclined"
+    max_stream_symbols: ClassVar[int | None] = None  # C + H + W − 2 steps: no per-symbol cost
 
 
 @hookimpl

@@ -211,3 +211,26 @@ def test_memory_does_not_grow_with_the_image(trained_run: Path) -> None:
     small, large, untiled = json.loads(proc.stdout.strip().splitlines()[-1])
     assert large - small < 3 + 16, (small, large)  # the output's growth plus allocator slack
     assert untiled > large + 50, (large, untiled)  # the measurement sees what tiling saves
+
+
+def test_coder_position_limit(trained_codec: Codec, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A coder's ``max_stream_symbols``: the default tile fits it, a larger tile is refused, and a
+    file claiming more (a damaged size) is refused before the coder decodes anything."""
+    codec, cls = trained_codec, type(trained_codec.coder)
+    x = image_tensor(100, 76, seed=3)
+    untiled = encode_image(codec, x, tile=0)
+    f, channels = codec.encoder.downsampling_factor, max(s.channels for s in codec.specs)
+    monkeypatch.setattr(cls, "max_stream_symbols", channels * (32 // f) ** 2)  # a 32-pixel tile's
+    assert resolve_tile(codec) == 32 and resolve_tile(codec, 16) == 16
+    with pytest.raises(ConfigError, match="too large for coder .*at most 32 pixels"):
+        resolve_tile(codec, 48)
+    with pytest.raises(ConfigError, match="positions per stream and tile.*smaller tiles"):
+        encode_image(codec, x, tile=0)
+    data = encode_image(codec, x)
+    assert unpack(data)[0].tile == 32
+    assert decode_bytes(codec, data).shape == (1, 3, 100, 76)
+    calls: list[int] = []
+    monkeypatch.setattr(cls, "decode", lambda *a, **k: calls.append(1))
+    with pytest.raises(BitstreamError, match="more than coder .* ever writes"):
+        decode_bytes(codec, untiled)
+    assert not calls

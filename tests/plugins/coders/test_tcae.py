@@ -564,3 +564,31 @@ def test_likelihoods_are_the_coding_probabilities(order: str) -> None:
             assert not coded[mask].isnan().any()
             # the full pass and the wavefront agree to float rounding; so do their frequencies
             assert torch.allclose(lki[mask].double(), coded[mask], rtol=1e-4, atol=2.0**-PRECISION)
+
+
+def test_a_damaged_size_is_refused_before_symbol_by_symbol_decoding(registry, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    """The fuzz campaign's one hang: a tcae file whose header claims an untiled 48 x 1M image.
+    tcae bounds its streams (``max_stream_symbols``), so the default tile fits the bound and the
+    damaged file is refused before any decoding; inclined-tcae has no such bound."""
+    from codec_lab.corelib.container import pack, unpack
+    from codec_lab.corelib.files import decode_bytes, encode_image
+    from codec_lab.corelib.tiling import resolve_tile
+    from codec_lab.registry.compose import build_codec
+    from tests.conftest import tiny_config
+    from tests.helpers import image_tensor
+
+    assert TcaeCoder.max_stream_symbols == 2**15 and InclinedTcaeCoder.max_stream_symbols is None
+    torch.manual_seed(0)
+    codec = build_codec(tiny_config(registry, coder={"name": "tcae", **SMALL})["model"], registry).eval()
+    f, channels = codec.encoder.downsampling_factor, max(s.channels for s in codec.specs)
+    tile = resolve_tile(codec)
+    assert channels * (tile // f) ** 2 <= 2**15 < channels * ((tile + 16) // f) ** 2
+    data = encode_image(codec, image_tensor(48, 40, seed=1))
+    assert decode_bytes(codec, data).shape == (1, 3, 48, 40)
+    header, payloads = unpack(data)
+    header.tile, header.image_size = 0, (48, 1_048_640)
+    calls: list[int] = []
+    monkeypatch.setattr(TcaeCoder, "decode", lambda *a, **k: calls.append(1))
+    with pytest.raises(BitstreamError, match="more than coder 'tcae' ever writes"):
+        decode_bytes(codec, pack(header, payloads))
+    assert not calls
