@@ -13,8 +13,9 @@ every stream of the code, decoded symbols checked against the originals:
 * ``inclined-tcae`` encode and decode (best of ``--repeat``; the first encode also arranges
   the networks' weights for the kernel, which later calls reuse: printed apart);
 * ``tcae`` decode (C·H·W steps; timed once, after one encode);
-* with ``--compare-rev REV``: the same with the wavefront module of git revision ``REV``
-  (read with ``git show``), in the same process, interleaved with the current one.
+* with ``--compare-rev REV``: the same with the wavefront and kernel modules of git revision
+  ``REV`` (read with ``git show``; that kernel compiled into a temporary folder, ~12 s), in
+  the same process, interleaved with the current one.
 
 Codes: ``importance`` — the map (one channel, alphabet 16, a side stream) and the 32-channel
 code (alphabet 8) masked by it, the code conditioned on its mask and the map (33,792 symbols
@@ -26,8 +27,10 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import importlib.util
 import subprocess
 import sys
+import tempfile
 import time
 import types
 from collections.abc import Iterator
@@ -40,9 +43,11 @@ from codec_lab.corelib.streams import Stream, StreamSpec
 from codec_lab.corelib.testing import setup_coder
 from codec_lab.plugins.coders.common import wavefront as wavefront_module
 from codec_lab.plugins.coders.common.wavefront import step_count
+from codec_lab.plugins.coders.common.wavefront_kernel import compile_kernel
 from codec_lab.plugins.coders.tcae import PRESETS, InclinedTcaeCoder, TcaeCoder
 
 WAVEFRONT_PATH = "plugins/coders/common/wavefront.py"
+KERNEL_PATH = "plugins/coders/common/wavefront_kernel.py"
 
 
 def _coder(cls: type[TcaeCoder], specs: list[StreamSpec], seed: int) -> TcaeCoder:
@@ -109,10 +114,28 @@ def _full_pass(coder: TcaeCoder, streams: list[Stream]) -> float:
 
 
 def _wavefront_of(rev: str) -> type:
-    """The ``Wavefront`` class of ``WAVEFRONT_PATH`` at git revision ``rev``."""
-    src = subprocess.run(["git", "show", f"{rev}:{WAVEFRONT_PATH}"],
-                         capture_output=True, text=True, check=True).stdout  # fmt: skip
-    module = types.ModuleType(f"wavefront_at_{abs(hash(rev))}")
+    """The ``Wavefront`` class of ``WAVEFRONT_PATH`` at git revision ``rev``, with that
+    revision's kernel module (written to a temporary folder and imported from there, so
+    numba can compile and cache it like any module)."""
+
+    def show(path: str) -> str:
+        return subprocess.run(["git", "show", f"{rev}:{path}"],
+                              capture_output=True, text=True, check=True).stdout  # fmt: skip
+
+    tag = f"at_{abs(hash(rev))}"
+    src = show(WAVEFRONT_PATH)
+    kernel_import = "from codec_lab.plugins.coders.common.wavefront_kernel import"
+    if kernel_import in src:
+        folder = Path(tempfile.mkdtemp(prefix="wavefront_"))
+        kernel = folder / f"wavefront_kernel_{tag}.py"
+        kernel.write_text(show(KERNEL_PATH))
+        spec = importlib.util.spec_from_file_location(kernel.stem, kernel)
+        assert spec is not None and spec.loader is not None
+        kmod = importlib.util.module_from_spec(spec)
+        sys.modules[kernel.stem] = kmod
+        spec.loader.exec_module(kmod)
+        src = src.replace(kernel_import, f"from {kernel.stem} import")
+    module = types.ModuleType(f"wavefront_{tag}")
     sys.modules[module.__name__] = module  # dataclasses look their module up
     exec(compile(src, f"{rev}:{WAVEFRONT_PATH}", "exec"), module.__dict__)  # noqa: S102
     return module.Wavefront
@@ -194,14 +217,14 @@ def main() -> None:
     ap.add_argument("--size", type=int, default=256, help="crop size in pixels (latent: size / 8)")
     ap.add_argument("--repeat", type=int, default=3, help="inclined encode/decode repetitions (best kept)")
     ap.add_argument("--no-tcae", action="store_true", help="skip the (slow) tcae encode and decode")
-    ap.add_argument("--compare-rev", help="also time both coders with this git revision's wavefront")
+    ap.add_argument("--compare-rev", help="also time both coders with this git revision's wavefront code")
     ap.add_argument("--profile", action="store_true", help="top operators of one inclined decode")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--md", type=Path, help="also write the table here (Markdown)")
     args = ap.parse_args()
     print(machine())
     t0 = time.perf_counter()
-    wavefront_module._compile()  # numba: compiled once (or loaded from its cache), not timed below
+    compile_kernel()  # numba: compiled once (or loaded from its cache), not timed below
     print(f"wavefront kernel compiled or loaded in {time.perf_counter() - t0:.1f} s")
     old = _wavefront_of(args.compare_rev) if args.compare_rev else None
     rows = [row for code in args.codes for row in _code(code, args, old)]

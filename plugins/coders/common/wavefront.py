@@ -11,11 +11,13 @@ arithmetic.
 Encoder and decoder both run :class:`Wavefront` over the same schedule, so their
 probabilities are bit-identical; the encoder merely knows the symbols in advance.
 
-Layout: activations are stored *sheared*, indexed (row h, anti-diagonal d = h + w, channel).
+Layout: activations are stored *sheared*, indexed (anti-diagonal d = h + w, channel, row h).
 The positions of one step are, for consecutive blocks t (in decreasing order), consecutive
-anti-diagonals over a common range of rows, and a kernel row's k taps of every such position
-are k consecutive diagonals: a contiguous run of k·C values. Cells outside the image stay
-zero (the convolutions' zero padding).
+anti-diagonals over a common range of rows; a kernel row's k taps of every such position are
+k consecutive diagonals, so a (tap, channel) pair's offset from the kernel row's first one is
+the same for every cell, and runs of consecutive channels across taps are evenly spaced; and
+a block's consecutive rows of one channel are consecutive floats, the kernel's vector lanes.
+Cells outside the image stay zero (the convolutions' zero padding).
 
 Arithmetic: one compiled kernel per step (:mod:`wavefront_kernel`), every layer, only at the
 step's cells in the image and only over the taps the trimmed masks keep.
@@ -192,7 +194,7 @@ class Wavefront:
         tables = _Tables.of(net)
         metas = tables.metas
         self.r = r = max(m.kernel for m in metas) // 2
-        # Rows h + r (and spare rows below); diagonal d at column d + 2r (taps reach d ± 2r).
+        # Row h at h + r (and spare rows below); diagonal d at d + 2r (taps reach d ± 2r).
         self.hp, self.dp = height + 2 * r + SPARE_ROWS, height + width - 1 + 4 * r
         cells = self.hp * self.dp
         # Every buffer lives in one flat array: input, hidden activations, condition.
@@ -200,7 +202,7 @@ class Wavefront:
         sizes = [self.blocks] + [m.cout for m in metas[:-1]] + ([metas[0].cout] if use_condition else [])
         offsets = np.cumsum([0] + [cells * c for c in sizes]).tolist()
         self._flat = torch.zeros(offsets[-1])
-        views = [self._flat[o : o + cells * c].view(self.hp, self.dp, c)
+        views = [self._flat[o : o + cells * c].view(self.dp, c, self.hp)
                  for o, c in zip(offsets, sizes, strict=False)]  # fmt: skip
         self.input, self.hidden = views[0], views[1 : len(metas)]
         self.condition: torch.Tensor | None = None
@@ -230,18 +232,18 @@ class Wavefront:
         self._valid: tuple[Step, torch.Tensor] | None = None
 
     def _shear(self, x: torch.Tensor, out: torch.Tensor) -> None:
-        """Write (C, H, W) into ``out`` in the sheared (H + 2r + spare, D, C) layout."""
+        """Write (C, H, W) into ``out`` in the sheared (D, C, H + 2r + spare) layout."""
         hh = torch.arange(self.h).view(-1, 1)
         dd = hh + torch.arange(self.w).view(1, -1)
-        out[hh + self.r, dd + 2 * self.r] = x.permute(1, 2, 0).float()
+        out[dd + 2 * self.r, :, hh + self.r] = x.permute(1, 2, 0).float()
 
     def _cells(self, buf: torch.Tensor, step: Step, group: int) -> torch.Tensor:
         """View (T_a, rows, group) of block t's ``group`` channels at the step's cells
         (blocks in decreasing order, so consecutive blocks sit on consecutive diagonals)."""
-        c = buf.shape[-1]
-        base = ((step.h_lo + self.r) * self.dp + step.d_first + 2 * self.r) * c + step.t_hi * group
+        c, hp = buf.shape[1], self.hp
+        base = ((step.d_first + 2 * self.r) * c + step.t_hi * group) * hp + step.h_lo + self.r
         n = step.t_hi - step.t_lo + 1
-        return buf.as_strided((n, step.rows, group), (c - group, self.dp * c, 1), buf.storage_offset() + base)
+        return buf.as_strided((n, step.rows, group), ((c - group) * hp, 1, hp), buf.storage_offset() + base)
 
     def valid(self, step: Step) -> torch.Tensor:
         """(T_a, rows) bool: which of the step's cells lie in the image (kept for the step
@@ -273,7 +275,7 @@ class Wavefront:
         tables = self._tables
         step_kernel(self._bufs, tables.weights, tables.runs, tables.params, self._table, out,
               step.t_lo, step.t_hi, step.d_first + step.t_hi, step.h_lo, step.h_lo + step.rows - 1,
-              self.h, self.w, self.r, self.dp)  # fmt: skip
+              self.h, self.w, self.r, self.hp)  # fmt: skip
         return torch.from_numpy(out)
 
     def write(self, step: Step, values: torch.Tensor) -> None:

@@ -5,12 +5,23 @@ Arithmetic: one compiled kernel (numba, :func:`step_kernel`) computes a whole st
 only at the step's cells that lie in the image, and for each (block, tap) only over the
 input channels its trimmed mask keeps: about half of a full convolution's products (a
 batched matrix product per kernel row would multiply every masked zero and every cell of
-the step's bounding parallelogram: 3.2× the products, in small, inefficient products). Its
-inner loop keeps 16 rows × 8 outputs of a block in registers, one 8-lane FMA per row and
-input channel (8, 4 or 1 rows at the end of a block's rows; a call may run up to 3 rows past
-them, and those results are dropped). Every output is its bias plus its taps in a fixed
-order (kernel row, kernel column, input channel), each a fused multiply-add, however the
-step's cells were grouped; the kernel is single-threaded, so the thread count changes
+the step's bounding parallelogram: 3.2× the products, in small, inefficient products).
+
+Vectors run across rows: the buffers are stored (diagonal, channel, row), so a block's 16
+consecutive rows of one input channel are 16 consecutive floats. The inner loop
+(:func:`_rows16`) keeps 16 rows × 8 outputs in registers, one 16-lane FMA per output and
+input channel, the weight broadcast: half the instructions of 8 lanes across outputs, and
+AVX-512 (where the CPU has it) fills its 16 lanes. Numba's LLVM tunes AVX-512 CPUs to prefer
+256-bit vectors; :func:`_wide_vectors` lifts that for these functions alone. A block's last
+few rows (fewer than :data:`MIN_ROWS16`) go one at a time (:func:`_row1`, lanes across the 8
+outputs: one FMA chain, whose latency makes a row cost about as much as a 16-row call); a
+16-row call may run up to :data:`SPARE_ROWS` rows past the last valid one, whose results are
+dropped. The kernel is bound by memory more than by arithmetic: a step streams every active
+block's weights (each used by at most 32 rows), which the inner loop prefetches.
+
+Every output is its bias plus its taps in a fixed order (kernel row, kernel column, input
+channel), each a fused multiply-add, whichever function computes it, in whichever lane, however
+the step's cells were grouped; the kernel is single-threaded, so the thread count changes
 nothing. It is compiled on first use and kept in numba's cache (about 12 s once, then about
 0.3 s to load per process).
 
@@ -24,309 +35,208 @@ from __future__ import annotations
 
 import numba
 import numpy as np
+from llvmlite import ir
+from numba import types
+from numba.core import cgutils
 from numba.core import config as numba_config
+from numba.core.extending import intrinsic
 
-__all__ = ["OUT", "SPARE_ROWS", "compile_kernel", "step_kernel"]
+__all__ = ["MIN_ROWS16", "OUT", "SPARE_ROWS", "compile_kernel", "step_kernel"]
 
 _U = np.uint64
 _FASTMATH = {"contract"}  # a·b + c as one FMA; nothing is reordered
 OUT = 8  # outputs per kernel call (a layer's outputs are padded to a multiple)
-SPARE_ROWS = 3  # a 16- or 8-row call may run up to 3 rows past the last valid one
+LANES = 16  # rows per vector call
+MIN_ROWS16 = 5  # rows left from which a block takes a 16-row call (2 timed the same, with more spare rows)
+SPARE_ROWS = LANES - MIN_ROWS16  # how far a 16-row call may run past the last valid row
+PREFETCH = 1024  # weights fetched this far ahead (floats: 4 KB, 128 (tap, channel) pairs)
+
+
+@intrinsic
+def _wide_vectors(typingctx):  # type: ignore[no-untyped-def]
+    """Mark the calling function ``"prefer-vector-width"="512"``: LLVM's vectorizers then use
+    16-float vectors where the CPU has AVX-512 (its tuning prefers 256 bits on Intel's
+    AVX-512 CPUs; elsewhere the attribute changes nothing). llvmlite's attribute set takes
+    known flag names only, hence ``set.add``; should that ever fail, the kernel is merely
+    slower: the lanes compute the same FMAs at any width."""
+
+    def codegen(context, builder, sig, args):  # type: ignore[no-untyped-def]
+        try:
+            set.add(builder.function.attributes, '"prefer-vector-width"="512"')
+        except TypeError:  # not a set any more: 256-bit vectors, same results
+            pass
+        return context.get_dummy_value()
+
+    return types.none(), codegen
+
+
+@intrinsic
+def _prefetch(typingctx, arr, idx):  # type: ignore[no-untyped-def]
+    """Hint the CPU to fetch ``arr[idx]``'s cache line (no fault past the end)."""
+
+    def codegen(context, builder, sig, args):  # type: ignore[no-untyped-def]
+        ary = context.make_array(sig.args[0])(context, builder, args[0])
+        ptr = builder.bitcast(builder.gep(ary.data, [args[1]]), ir.IntType(8).as_pointer())
+        i32 = ir.IntType(32)
+        fnty = ir.FunctionType(ir.VoidType(), [ptr.type, i32, i32, i32])
+        fn = cgutils.get_or_insert_function(builder.module, fnty, "llvm.prefetch.p0")
+        builder.call(fn, [ptr, i32(0), i32(3), i32(1)])
+        return context.get_dummy_value()
+
+    return types.none(arr, idx), codegen
 
 
 @numba.njit(cache=True, fastmath=_FASTMATH, nogil=True)
-def _rows16(x, xo, xs, toff, w, wo, wseg, runs, rb, acc):  # compiled
-    """16 rows × 8 outputs: ``acc[i, o] += x[row i, tap, c] · w[tap, c, o]`` over the runs of (tap,
-    channel) that ``runs[rb:]`` lists (see :class:`_Tables`)."""
-    a0_0, a0_1, a0_2, a0_3 = acc[0, 0], acc[0, 1], acc[0, 2], acc[0, 3]
-    a0_4, a0_5, a0_6, a0_7 = acc[0, 4], acc[0, 5], acc[0, 6], acc[0, 7]
-    a1_0, a1_1, a1_2, a1_3 = acc[1, 0], acc[1, 1], acc[1, 2], acc[1, 3]
-    a1_4, a1_5, a1_6, a1_7 = acc[1, 4], acc[1, 5], acc[1, 6], acc[1, 7]
-    a2_0, a2_1, a2_2, a2_3 = acc[2, 0], acc[2, 1], acc[2, 2], acc[2, 3]
-    a2_4, a2_5, a2_6, a2_7 = acc[2, 4], acc[2, 5], acc[2, 6], acc[2, 7]
-    a3_0, a3_1, a3_2, a3_3 = acc[3, 0], acc[3, 1], acc[3, 2], acc[3, 3]
-    a3_4, a3_5, a3_6, a3_7 = acc[3, 4], acc[3, 5], acc[3, 6], acc[3, 7]
-    a4_0, a4_1, a4_2, a4_3 = acc[4, 0], acc[4, 1], acc[4, 2], acc[4, 3]
-    a4_4, a4_5, a4_6, a4_7 = acc[4, 4], acc[4, 5], acc[4, 6], acc[4, 7]
-    a5_0, a5_1, a5_2, a5_3 = acc[5, 0], acc[5, 1], acc[5, 2], acc[5, 3]
-    a5_4, a5_5, a5_6, a5_7 = acc[5, 4], acc[5, 5], acc[5, 6], acc[5, 7]
-    a6_0, a6_1, a6_2, a6_3 = acc[6, 0], acc[6, 1], acc[6, 2], acc[6, 3]
-    a6_4, a6_5, a6_6, a6_7 = acc[6, 4], acc[6, 5], acc[6, 6], acc[6, 7]
-    a7_0, a7_1, a7_2, a7_3 = acc[7, 0], acc[7, 1], acc[7, 2], acc[7, 3]
-    a7_4, a7_5, a7_6, a7_7 = acc[7, 4], acc[7, 5], acc[7, 6], acc[7, 7]
-    a8_0, a8_1, a8_2, a8_3 = acc[8, 0], acc[8, 1], acc[8, 2], acc[8, 3]
-    a8_4, a8_5, a8_6, a8_7 = acc[8, 4], acc[8, 5], acc[8, 6], acc[8, 7]
-    a9_0, a9_1, a9_2, a9_3 = acc[9, 0], acc[9, 1], acc[9, 2], acc[9, 3]
-    a9_4, a9_5, a9_6, a9_7 = acc[9, 4], acc[9, 5], acc[9, 6], acc[9, 7]
-    a10_0, a10_1, a10_2, a10_3 = acc[10, 0], acc[10, 1], acc[10, 2], acc[10, 3]
-    a10_4, a10_5, a10_6, a10_7 = acc[10, 4], acc[10, 5], acc[10, 6], acc[10, 7]
-    a11_0, a11_1, a11_2, a11_3 = acc[11, 0], acc[11, 1], acc[11, 2], acc[11, 3]
-    a11_4, a11_5, a11_6, a11_7 = acc[11, 4], acc[11, 5], acc[11, 6], acc[11, 7]
-    a12_0, a12_1, a12_2, a12_3 = acc[12, 0], acc[12, 1], acc[12, 2], acc[12, 3]
-    a12_4, a12_5, a12_6, a12_7 = acc[12, 4], acc[12, 5], acc[12, 6], acc[12, 7]
-    a13_0, a13_1, a13_2, a13_3 = acc[13, 0], acc[13, 1], acc[13, 2], acc[13, 3]
-    a13_4, a13_5, a13_6, a13_7 = acc[13, 4], acc[13, 5], acc[13, 6], acc[13, 7]
-    a14_0, a14_1, a14_2, a14_3 = acc[14, 0], acc[14, 1], acc[14, 2], acc[14, 3]
-    a14_4, a14_5, a14_6, a14_7 = acc[14, 4], acc[14, 5], acc[14, 6], acc[14, 7]
-    a15_0, a15_1, a15_2, a15_3 = acc[15, 0], acc[15, 1], acc[15, 2], acc[15, 3]
-    a15_4, a15_5, a15_6, a15_7 = acc[15, 4], acc[15, 5], acc[15, 6], acc[15, 7]
-    one, eight, step = _U(1), _U(8), _U(xs)
+def _rows16(x, xo, cs, toff, w, wo, wseg, runs, rb, acc):  # compiled
+    """16 rows × 8 outputs: ``acc[o, i] += x[row i, tap, c] · w[tap, c, o]`` over the runs of
+    (tap, channel) that ``runs[rb:]`` lists (see :class:`_Tables`); ``x[xo + toff[tap] + c·cs
+    + i]`` is row i's input at (tap, channel c). Accumulator ``a3`` is output 0 at row 3, ``b3``
+    output 1, … (the SLP vectorizer packs each output's 16 rows into one vector). The weights
+    stream from memory (a step reads every active block's, up to ~30 MB): they are prefetched
+    :data:`PREFETCH` floats ahead."""
+    _wide_vectors()
+    a0, a1, a2, a3 = acc[0, 0], acc[0, 1], acc[0, 2], acc[0, 3]
+    a4, a5, a6, a7 = acc[0, 4], acc[0, 5], acc[0, 6], acc[0, 7]
+    a8, a9, a10, a11 = acc[0, 8], acc[0, 9], acc[0, 10], acc[0, 11]
+    a12, a13, a14, a15 = acc[0, 12], acc[0, 13], acc[0, 14], acc[0, 15]
+    b0, b1, b2, b3 = acc[1, 0], acc[1, 1], acc[1, 2], acc[1, 3]
+    b4, b5, b6, b7 = acc[1, 4], acc[1, 5], acc[1, 6], acc[1, 7]
+    b8, b9, b10, b11 = acc[1, 8], acc[1, 9], acc[1, 10], acc[1, 11]
+    b12, b13, b14, b15 = acc[1, 12], acc[1, 13], acc[1, 14], acc[1, 15]
+    c0, c1, c2, c3 = acc[2, 0], acc[2, 1], acc[2, 2], acc[2, 3]
+    c4, c5, c6, c7 = acc[2, 4], acc[2, 5], acc[2, 6], acc[2, 7]
+    c8, c9, c10, c11 = acc[2, 8], acc[2, 9], acc[2, 10], acc[2, 11]
+    c12, c13, c14, c15 = acc[2, 12], acc[2, 13], acc[2, 14], acc[2, 15]
+    d0, d1, d2, d3 = acc[3, 0], acc[3, 1], acc[3, 2], acc[3, 3]
+    d4, d5, d6, d7 = acc[3, 4], acc[3, 5], acc[3, 6], acc[3, 7]
+    d8, d9, d10, d11 = acc[3, 8], acc[3, 9], acc[3, 10], acc[3, 11]
+    d12, d13, d14, d15 = acc[3, 12], acc[3, 13], acc[3, 14], acc[3, 15]
+    e0, e1, e2, e3 = acc[4, 0], acc[4, 1], acc[4, 2], acc[4, 3]
+    e4, e5, e6, e7 = acc[4, 4], acc[4, 5], acc[4, 6], acc[4, 7]
+    e8, e9, e10, e11 = acc[4, 8], acc[4, 9], acc[4, 10], acc[4, 11]
+    e12, e13, e14, e15 = acc[4, 12], acc[4, 13], acc[4, 14], acc[4, 15]
+    f0, f1, f2, f3 = acc[5, 0], acc[5, 1], acc[5, 2], acc[5, 3]
+    f4, f5, f6, f7 = acc[5, 4], acc[5, 5], acc[5, 6], acc[5, 7]
+    f8, f9, f10, f11 = acc[5, 8], acc[5, 9], acc[5, 10], acc[5, 11]
+    f12, f13, f14, f15 = acc[5, 12], acc[5, 13], acc[5, 14], acc[5, 15]
+    g0, g1, g2, g3 = acc[6, 0], acc[6, 1], acc[6, 2], acc[6, 3]
+    g4, g5, g6, g7 = acc[6, 4], acc[6, 5], acc[6, 6], acc[6, 7]
+    g8, g9, g10, g11 = acc[6, 8], acc[6, 9], acc[6, 10], acc[6, 11]
+    g12, g13, g14, g15 = acc[6, 12], acc[6, 13], acc[6, 14], acc[6, 15]
+    h0, h1, h2, h3 = acc[7, 0], acc[7, 1], acc[7, 2], acc[7, 3]
+    h4, h5, h6, h7 = acc[7, 4], acc[7, 5], acc[7, 6], acc[7, 7]
+    h8, h9, h10, h11 = acc[7, 8], acc[7, 9], acc[7, 10], acc[7, 11]
+    h12, h13, h14, h15 = acc[7, 12], acc[7, 13], acc[7, 14], acc[7, 15]
+    eight, step = _U(OUT), _U(cs)
     for j in range(runs[rb]):
         s, lo, n = runs[rb + 1 + 3 * j], runs[rb + 2 + 3 * j], runs[rb + 3 + 3 * j]
-        x0 = _U(xo + toff[s] + lo)
-        x1 = x0 + step
-        x2 = x1 + step
-        x3 = x2 + step
-        x4 = x3 + step
-        x5 = x4 + step
-        x6 = x5 + step
-        x7 = x6 + step
-        x8 = x7 + step
-        x9 = x8 + step
-        x10 = x9 + step
-        x11 = x10 + step
-        x12 = x11 + step
-        x13 = x12 + step
-        x14 = x13 + step
-        x15 = x14 + step
+        xb = _U(xo + toff[s] + lo * cs)
         q = _U(wo + s * wseg + lo * OUT)
-        for c in range(_U(n)):
-            w0, w1, w2, w3 = w[q], w[q + one], w[q + _U(2)], w[q + _U(3)]
+        for _ in range(_U(n)):
+            w0, w1, w2, w3 = w[q], w[q + _U(1)], w[q + _U(2)], w[q + _U(3)]
             w4, w5, w6, w7 = w[q + _U(4)], w[q + _U(5)], w[q + _U(6)], w[q + _U(7)]
+            v0, v1, v2, v3 = x[xb], x[xb + _U(1)], x[xb + _U(2)], x[xb + _U(3)]
+            v4, v5, v6, v7 = x[xb + _U(4)], x[xb + _U(5)], x[xb + _U(6)], x[xb + _U(7)]
+            v8, v9, v10, v11 = x[xb + _U(8)], x[xb + _U(9)], x[xb + _U(10)], x[xb + _U(11)]
+            v12, v13, v14, v15 = x[xb + _U(12)], x[xb + _U(13)], x[xb + _U(14)], x[xb + _U(15)]
+            _prefetch(w, q + _U(PREFETCH))
             q += eight
-            v = x[x0 + c]
-            a0_0, a0_1, a0_2, a0_3 = a0_0 + v * w0, a0_1 + v * w1, a0_2 + v * w2, a0_3 + v * w3
-            a0_4, a0_5, a0_6, a0_7 = a0_4 + v * w4, a0_5 + v * w5, a0_6 + v * w6, a0_7 + v * w7
-            v = x[x1 + c]
-            a1_0, a1_1, a1_2, a1_3 = a1_0 + v * w0, a1_1 + v * w1, a1_2 + v * w2, a1_3 + v * w3
-            a1_4, a1_5, a1_6, a1_7 = a1_4 + v * w4, a1_5 + v * w5, a1_6 + v * w6, a1_7 + v * w7
-            v = x[x2 + c]
-            a2_0, a2_1, a2_2, a2_3 = a2_0 + v * w0, a2_1 + v * w1, a2_2 + v * w2, a2_3 + v * w3
-            a2_4, a2_5, a2_6, a2_7 = a2_4 + v * w4, a2_5 + v * w5, a2_6 + v * w6, a2_7 + v * w7
-            v = x[x3 + c]
-            a3_0, a3_1, a3_2, a3_3 = a3_0 + v * w0, a3_1 + v * w1, a3_2 + v * w2, a3_3 + v * w3
-            a3_4, a3_5, a3_6, a3_7 = a3_4 + v * w4, a3_5 + v * w5, a3_6 + v * w6, a3_7 + v * w7
-            v = x[x4 + c]
-            a4_0, a4_1, a4_2, a4_3 = a4_0 + v * w0, a4_1 + v * w1, a4_2 + v * w2, a4_3 + v * w3
-            a4_4, a4_5, a4_6, a4_7 = a4_4 + v * w4, a4_5 + v * w5, a4_6 + v * w6, a4_7 + v * w7
-            v = x[x5 + c]
-            a5_0, a5_1, a5_2, a5_3 = a5_0 + v * w0, a5_1 + v * w1, a5_2 + v * w2, a5_3 + v * w3
-            a5_4, a5_5, a5_6, a5_7 = a5_4 + v * w4, a5_5 + v * w5, a5_6 + v * w6, a5_7 + v * w7
-            v = x[x6 + c]
-            a6_0, a6_1, a6_2, a6_3 = a6_0 + v * w0, a6_1 + v * w1, a6_2 + v * w2, a6_3 + v * w3
-            a6_4, a6_5, a6_6, a6_7 = a6_4 + v * w4, a6_5 + v * w5, a6_6 + v * w6, a6_7 + v * w7
-            v = x[x7 + c]
-            a7_0, a7_1, a7_2, a7_3 = a7_0 + v * w0, a7_1 + v * w1, a7_2 + v * w2, a7_3 + v * w3
-            a7_4, a7_5, a7_6, a7_7 = a7_4 + v * w4, a7_5 + v * w5, a7_6 + v * w6, a7_7 + v * w7
-            v = x[x8 + c]
-            a8_0, a8_1, a8_2, a8_3 = a8_0 + v * w0, a8_1 + v * w1, a8_2 + v * w2, a8_3 + v * w3
-            a8_4, a8_5, a8_6, a8_7 = a8_4 + v * w4, a8_5 + v * w5, a8_6 + v * w6, a8_7 + v * w7
-            v = x[x9 + c]
-            a9_0, a9_1, a9_2, a9_3 = a9_0 + v * w0, a9_1 + v * w1, a9_2 + v * w2, a9_3 + v * w3
-            a9_4, a9_5, a9_6, a9_7 = a9_4 + v * w4, a9_5 + v * w5, a9_6 + v * w6, a9_7 + v * w7
-            v = x[x10 + c]
-            a10_0, a10_1, a10_2, a10_3 = a10_0 + v * w0, a10_1 + v * w1, a10_2 + v * w2, a10_3 + v * w3
-            a10_4, a10_5, a10_6, a10_7 = a10_4 + v * w4, a10_5 + v * w5, a10_6 + v * w6, a10_7 + v * w7
-            v = x[x11 + c]
-            a11_0, a11_1, a11_2, a11_3 = a11_0 + v * w0, a11_1 + v * w1, a11_2 + v * w2, a11_3 + v * w3
-            a11_4, a11_5, a11_6, a11_7 = a11_4 + v * w4, a11_5 + v * w5, a11_6 + v * w6, a11_7 + v * w7
-            v = x[x12 + c]
-            a12_0, a12_1, a12_2, a12_3 = a12_0 + v * w0, a12_1 + v * w1, a12_2 + v * w2, a12_3 + v * w3
-            a12_4, a12_5, a12_6, a12_7 = a12_4 + v * w4, a12_5 + v * w5, a12_6 + v * w6, a12_7 + v * w7
-            v = x[x13 + c]
-            a13_0, a13_1, a13_2, a13_3 = a13_0 + v * w0, a13_1 + v * w1, a13_2 + v * w2, a13_3 + v * w3
-            a13_4, a13_5, a13_6, a13_7 = a13_4 + v * w4, a13_5 + v * w5, a13_6 + v * w6, a13_7 + v * w7
-            v = x[x14 + c]
-            a14_0, a14_1, a14_2, a14_3 = a14_0 + v * w0, a14_1 + v * w1, a14_2 + v * w2, a14_3 + v * w3
-            a14_4, a14_5, a14_6, a14_7 = a14_4 + v * w4, a14_5 + v * w5, a14_6 + v * w6, a14_7 + v * w7
-            v = x[x15 + c]
-            a15_0, a15_1, a15_2, a15_3 = a15_0 + v * w0, a15_1 + v * w1, a15_2 + v * w2, a15_3 + v * w3
-            a15_4, a15_5, a15_6, a15_7 = a15_4 + v * w4, a15_5 + v * w5, a15_6 + v * w6, a15_7 + v * w7
-    acc[0, 0], acc[0, 1], acc[0, 2], acc[0, 3] = a0_0, a0_1, a0_2, a0_3
-    acc[0, 4], acc[0, 5], acc[0, 6], acc[0, 7] = a0_4, a0_5, a0_6, a0_7
-    acc[1, 0], acc[1, 1], acc[1, 2], acc[1, 3] = a1_0, a1_1, a1_2, a1_3
-    acc[1, 4], acc[1, 5], acc[1, 6], acc[1, 7] = a1_4, a1_5, a1_6, a1_7
-    acc[2, 0], acc[2, 1], acc[2, 2], acc[2, 3] = a2_0, a2_1, a2_2, a2_3
-    acc[2, 4], acc[2, 5], acc[2, 6], acc[2, 7] = a2_4, a2_5, a2_6, a2_7
-    acc[3, 0], acc[3, 1], acc[3, 2], acc[3, 3] = a3_0, a3_1, a3_2, a3_3
-    acc[3, 4], acc[3, 5], acc[3, 6], acc[3, 7] = a3_4, a3_5, a3_6, a3_7
-    acc[4, 0], acc[4, 1], acc[4, 2], acc[4, 3] = a4_0, a4_1, a4_2, a4_3
-    acc[4, 4], acc[4, 5], acc[4, 6], acc[4, 7] = a4_4, a4_5, a4_6, a4_7
-    acc[5, 0], acc[5, 1], acc[5, 2], acc[5, 3] = a5_0, a5_1, a5_2, a5_3
-    acc[5, 4], acc[5, 5], acc[5, 6], acc[5, 7] = a5_4, a5_5, a5_6, a5_7
-    acc[6, 0], acc[6, 1], acc[6, 2], acc[6, 3] = a6_0, a6_1, a6_2, a6_3
-    acc[6, 4], acc[6, 5], acc[6, 6], acc[6, 7] = a6_4, a6_5, a6_6, a6_7
-    acc[7, 0], acc[7, 1], acc[7, 2], acc[7, 3] = a7_0, a7_1, a7_2, a7_3
-    acc[7, 4], acc[7, 5], acc[7, 6], acc[7, 7] = a7_4, a7_5, a7_6, a7_7
-    acc[8, 0], acc[8, 1], acc[8, 2], acc[8, 3] = a8_0, a8_1, a8_2, a8_3
-    acc[8, 4], acc[8, 5], acc[8, 6], acc[8, 7] = a8_4, a8_5, a8_6, a8_7
-    acc[9, 0], acc[9, 1], acc[9, 2], acc[9, 3] = a9_0, a9_1, a9_2, a9_3
-    acc[9, 4], acc[9, 5], acc[9, 6], acc[9, 7] = a9_4, a9_5, a9_6, a9_7
-    acc[10, 0], acc[10, 1], acc[10, 2], acc[10, 3] = a10_0, a10_1, a10_2, a10_3
-    acc[10, 4], acc[10, 5], acc[10, 6], acc[10, 7] = a10_4, a10_5, a10_6, a10_7
-    acc[11, 0], acc[11, 1], acc[11, 2], acc[11, 3] = a11_0, a11_1, a11_2, a11_3
-    acc[11, 4], acc[11, 5], acc[11, 6], acc[11, 7] = a11_4, a11_5, a11_6, a11_7
-    acc[12, 0], acc[12, 1], acc[12, 2], acc[12, 3] = a12_0, a12_1, a12_2, a12_3
-    acc[12, 4], acc[12, 5], acc[12, 6], acc[12, 7] = a12_4, a12_5, a12_6, a12_7
-    acc[13, 0], acc[13, 1], acc[13, 2], acc[13, 3] = a13_0, a13_1, a13_2, a13_3
-    acc[13, 4], acc[13, 5], acc[13, 6], acc[13, 7] = a13_4, a13_5, a13_6, a13_7
-    acc[14, 0], acc[14, 1], acc[14, 2], acc[14, 3] = a14_0, a14_1, a14_2, a14_3
-    acc[14, 4], acc[14, 5], acc[14, 6], acc[14, 7] = a14_4, a14_5, a14_6, a14_7
-    acc[15, 0], acc[15, 1], acc[15, 2], acc[15, 3] = a15_0, a15_1, a15_2, a15_3
-    acc[15, 4], acc[15, 5], acc[15, 6], acc[15, 7] = a15_4, a15_5, a15_6, a15_7
+            xb += step
+            a0, a1, a2, a3 = a0 + v0 * w0, a1 + v1 * w0, a2 + v2 * w0, a3 + v3 * w0
+            a4, a5, a6, a7 = a4 + v4 * w0, a5 + v5 * w0, a6 + v6 * w0, a7 + v7 * w0
+            a8, a9, a10, a11 = a8 + v8 * w0, a9 + v9 * w0, a10 + v10 * w0, a11 + v11 * w0
+            a12, a13, a14, a15 = a12 + v12 * w0, a13 + v13 * w0, a14 + v14 * w0, a15 + v15 * w0
+            b0, b1, b2, b3 = b0 + v0 * w1, b1 + v1 * w1, b2 + v2 * w1, b3 + v3 * w1
+            b4, b5, b6, b7 = b4 + v4 * w1, b5 + v5 * w1, b6 + v6 * w1, b7 + v7 * w1
+            b8, b9, b10, b11 = b8 + v8 * w1, b9 + v9 * w1, b10 + v10 * w1, b11 + v11 * w1
+            b12, b13, b14, b15 = b12 + v12 * w1, b13 + v13 * w1, b14 + v14 * w1, b15 + v15 * w1
+            c0, c1, c2, c3 = c0 + v0 * w2, c1 + v1 * w2, c2 + v2 * w2, c3 + v3 * w2
+            c4, c5, c6, c7 = c4 + v4 * w2, c5 + v5 * w2, c6 + v6 * w2, c7 + v7 * w2
+            c8, c9, c10, c11 = c8 + v8 * w2, c9 + v9 * w2, c10 + v10 * w2, c11 + v11 * w2
+            c12, c13, c14, c15 = c12 + v12 * w2, c13 + v13 * w2, c14 + v14 * w2, c15 + v15 * w2
+            d0, d1, d2, d3 = d0 + v0 * w3, d1 + v1 * w3, d2 + v2 * w3, d3 + v3 * w3
+            d4, d5, d6, d7 = d4 + v4 * w3, d5 + v5 * w3, d6 + v6 * w3, d7 + v7 * w3
+            d8, d9, d10, d11 = d8 + v8 * w3, d9 + v9 * w3, d10 + v10 * w3, d11 + v11 * w3
+            d12, d13, d14, d15 = d12 + v12 * w3, d13 + v13 * w3, d14 + v14 * w3, d15 + v15 * w3
+            e0, e1, e2, e3 = e0 + v0 * w4, e1 + v1 * w4, e2 + v2 * w4, e3 + v3 * w4
+            e4, e5, e6, e7 = e4 + v4 * w4, e5 + v5 * w4, e6 + v6 * w4, e7 + v7 * w4
+            e8, e9, e10, e11 = e8 + v8 * w4, e9 + v9 * w4, e10 + v10 * w4, e11 + v11 * w4
+            e12, e13, e14, e15 = e12 + v12 * w4, e13 + v13 * w4, e14 + v14 * w4, e15 + v15 * w4
+            f0, f1, f2, f3 = f0 + v0 * w5, f1 + v1 * w5, f2 + v2 * w5, f3 + v3 * w5
+            f4, f5, f6, f7 = f4 + v4 * w5, f5 + v5 * w5, f6 + v6 * w5, f7 + v7 * w5
+            f8, f9, f10, f11 = f8 + v8 * w5, f9 + v9 * w5, f10 + v10 * w5, f11 + v11 * w5
+            f12, f13, f14, f15 = f12 + v12 * w5, f13 + v13 * w5, f14 + v14 * w5, f15 + v15 * w5
+            g0, g1, g2, g3 = g0 + v0 * w6, g1 + v1 * w6, g2 + v2 * w6, g3 + v3 * w6
+            g4, g5, g6, g7 = g4 + v4 * w6, g5 + v5 * w6, g6 + v6 * w6, g7 + v7 * w6
+            g8, g9, g10, g11 = g8 + v8 * w6, g9 + v9 * w6, g10 + v10 * w6, g11 + v11 * w6
+            g12, g13, g14, g15 = g12 + v12 * w6, g13 + v13 * w6, g14 + v14 * w6, g15 + v15 * w6
+            h0, h1, h2, h3 = h0 + v0 * w7, h1 + v1 * w7, h2 + v2 * w7, h3 + v3 * w7
+            h4, h5, h6, h7 = h4 + v4 * w7, h5 + v5 * w7, h6 + v6 * w7, h7 + v7 * w7
+            h8, h9, h10, h11 = h8 + v8 * w7, h9 + v9 * w7, h10 + v10 * w7, h11 + v11 * w7
+            h12, h13, h14, h15 = h12 + v12 * w7, h13 + v13 * w7, h14 + v14 * w7, h15 + v15 * w7
+    acc[0, 0], acc[0, 1], acc[0, 2], acc[0, 3] = a0, a1, a2, a3
+    acc[0, 4], acc[0, 5], acc[0, 6], acc[0, 7] = a4, a5, a6, a7
+    acc[0, 8], acc[0, 9], acc[0, 10], acc[0, 11] = a8, a9, a10, a11
+    acc[0, 12], acc[0, 13], acc[0, 14], acc[0, 15] = a12, a13, a14, a15
+    acc[1, 0], acc[1, 1], acc[1, 2], acc[1, 3] = b0, b1, b2, b3
+    acc[1, 4], acc[1, 5], acc[1, 6], acc[1, 7] = b4, b5, b6, b7
+    acc[1, 8], acc[1, 9], acc[1, 10], acc[1, 11] = b8, b9, b10, b11
+    acc[1, 12], acc[1, 13], acc[1, 14], acc[1, 15] = b12, b13, b14, b15
+    acc[2, 0], acc[2, 1], acc[2, 2], acc[2, 3] = c0, c1, c2, c3
+    acc[2, 4], acc[2, 5], acc[2, 6], acc[2, 7] = c4, c5, c6, c7
+    acc[2, 8], acc[2, 9], acc[2, 10], acc[2, 11] = c8, c9, c10, c11
+    acc[2, 12], acc[2, 13], acc[2, 14], acc[2, 15] = c12, c13, c14, c15
+    acc[3, 0], acc[3, 1], acc[3, 2], acc[3, 3] = d0, d1, d2, d3
+    acc[3, 4], acc[3, 5], acc[3, 6], acc[3, 7] = d4, d5, d6, d7
+    acc[3, 8], acc[3, 9], acc[3, 10], acc[3, 11] = d8, d9, d10, d11
+    acc[3, 12], acc[3, 13], acc[3, 14], acc[3, 15] = d12, d13, d14, d15
+    acc[4, 0], acc[4, 1], acc[4, 2], acc[4, 3] = e0, e1, e2, e3
+    acc[4, 4], acc[4, 5], acc[4, 6], acc[4, 7] = e4, e5, e6, e7
+    acc[4, 8], acc[4, 9], acc[4, 10], acc[4, 11] = e8, e9, e10, e11
+    acc[4, 12], acc[4, 13], acc[4, 14], acc[4, 15] = e12, e13, e14, e15
+    acc[5, 0], acc[5, 1], acc[5, 2], acc[5, 3] = f0, f1, f2, f3
+    acc[5, 4], acc[5, 5], acc[5, 6], acc[5, 7] = f4, f5, f6, f7
+    acc[5, 8], acc[5, 9], acc[5, 10], acc[5, 11] = f8, f9, f10, f11
+    acc[5, 12], acc[5, 13], acc[5, 14], acc[5, 15] = f12, f13, f14, f15
+    acc[6, 0], acc[6, 1], acc[6, 2], acc[6, 3] = g0, g1, g2, g3
+    acc[6, 4], acc[6, 5], acc[6, 6], acc[6, 7] = g4, g5, g6, g7
+    acc[6, 8], acc[6, 9], acc[6, 10], acc[6, 11] = g8, g9, g10, g11
+    acc[6, 12], acc[6, 13], acc[6, 14], acc[6, 15] = g12, g13, g14, g15
+    acc[7, 0], acc[7, 1], acc[7, 2], acc[7, 3] = h0, h1, h2, h3
+    acc[7, 4], acc[7, 5], acc[7, 6], acc[7, 7] = h4, h5, h6, h7
+    acc[7, 8], acc[7, 9], acc[7, 10], acc[7, 11] = h8, h9, h10, h11
+    acc[7, 12], acc[7, 13], acc[7, 14], acc[7, 15] = h12, h13, h14, h15
 
 
 @numba.njit(cache=True, fastmath=_FASTMATH, nogil=True)
-def _rows8(x, xo, xs, toff, w, wo, wseg, runs, rb, acc):  # compiled
-    """8 rows × 8 outputs: ``acc[i, o] += x[row i, tap, c] · w[tap, c, o]`` over the runs of (tap,
-    channel) that ``runs[rb:]`` lists (see :class:`_Tables`)."""
-    a0_0, a0_1, a0_2, a0_3 = acc[0, 0], acc[0, 1], acc[0, 2], acc[0, 3]
-    a0_4, a0_5, a0_6, a0_7 = acc[0, 4], acc[0, 5], acc[0, 6], acc[0, 7]
-    a1_0, a1_1, a1_2, a1_3 = acc[1, 0], acc[1, 1], acc[1, 2], acc[1, 3]
-    a1_4, a1_5, a1_6, a1_7 = acc[1, 4], acc[1, 5], acc[1, 6], acc[1, 7]
-    a2_0, a2_1, a2_2, a2_3 = acc[2, 0], acc[2, 1], acc[2, 2], acc[2, 3]
-    a2_4, a2_5, a2_6, a2_7 = acc[2, 4], acc[2, 5], acc[2, 6], acc[2, 7]
-    a3_0, a3_1, a3_2, a3_3 = acc[3, 0], acc[3, 1], acc[3, 2], acc[3, 3]
-    a3_4, a3_5, a3_6, a3_7 = acc[3, 4], acc[3, 5], acc[3, 6], acc[3, 7]
-    a4_0, a4_1, a4_2, a4_3 = acc[4, 0], acc[4, 1], acc[4, 2], acc[4, 3]
-    a4_4, a4_5, a4_6, a4_7 = acc[4, 4], acc[4, 5], acc[4, 6], acc[4, 7]
-    a5_0, a5_1, a5_2, a5_3 = acc[5, 0], acc[5, 1], acc[5, 2], acc[5, 3]
-    a5_4, a5_5, a5_6, a5_7 = acc[5, 4], acc[5, 5], acc[5, 6], acc[5, 7]
-    a6_0, a6_1, a6_2, a6_3 = acc[6, 0], acc[6, 1], acc[6, 2], acc[6, 3]
-    a6_4, a6_5, a6_6, a6_7 = acc[6, 4], acc[6, 5], acc[6, 6], acc[6, 7]
-    a7_0, a7_1, a7_2, a7_3 = acc[7, 0], acc[7, 1], acc[7, 2], acc[7, 3]
-    a7_4, a7_5, a7_6, a7_7 = acc[7, 4], acc[7, 5], acc[7, 6], acc[7, 7]
-    one, eight, step = _U(1), _U(8), _U(xs)
+def _row1(x, xo, cs, toff, w, wo, wseg, runs, rb, acc):  # compiled
+    """1 row × 8 outputs: ``acc[o] += x[tap, c] · w[tap, c, o]``, as :func:`_rows16`."""
+    _wide_vectors()
+    a0, a1, a2, a3 = acc[0], acc[1], acc[2], acc[3]
+    a4, a5, a6, a7 = acc[4], acc[5], acc[6], acc[7]
+    eight, step = _U(OUT), _U(cs)
     for j in range(runs[rb]):
         s, lo, n = runs[rb + 1 + 3 * j], runs[rb + 2 + 3 * j], runs[rb + 3 + 3 * j]
-        x0 = _U(xo + toff[s] + lo)
-        x1 = x0 + step
-        x2 = x1 + step
-        x3 = x2 + step
-        x4 = x3 + step
-        x5 = x4 + step
-        x6 = x5 + step
-        x7 = x6 + step
+        xb = _U(xo + toff[s] + lo * cs)
         q = _U(wo + s * wseg + lo * OUT)
-        for c in range(_U(n)):
-            w0, w1, w2, w3 = w[q], w[q + one], w[q + _U(2)], w[q + _U(3)]
+        for _ in range(_U(n)):
+            w0, w1, w2, w3 = w[q], w[q + _U(1)], w[q + _U(2)], w[q + _U(3)]
             w4, w5, w6, w7 = w[q + _U(4)], w[q + _U(5)], w[q + _U(6)], w[q + _U(7)]
+            v = x[xb]
             q += eight
-            v = x[x0 + c]
-            a0_0, a0_1, a0_2, a0_3 = a0_0 + v * w0, a0_1 + v * w1, a0_2 + v * w2, a0_3 + v * w3
-            a0_4, a0_5, a0_6, a0_7 = a0_4 + v * w4, a0_5 + v * w5, a0_6 + v * w6, a0_7 + v * w7
-            v = x[x1 + c]
-            a1_0, a1_1, a1_2, a1_3 = a1_0 + v * w0, a1_1 + v * w1, a1_2 + v * w2, a1_3 + v * w3
-            a1_4, a1_5, a1_6, a1_7 = a1_4 + v * w4, a1_5 + v * w5, a1_6 + v * w6, a1_7 + v * w7
-            v = x[x2 + c]
-            a2_0, a2_1, a2_2, a2_3 = a2_0 + v * w0, a2_1 + v * w1, a2_2 + v * w2, a2_3 + v * w3
-            a2_4, a2_5, a2_6, a2_7 = a2_4 + v * w4, a2_5 + v * w5, a2_6 + v * w6, a2_7 + v * w7
-            v = x[x3 + c]
-            a3_0, a3_1, a3_2, a3_3 = a3_0 + v * w0, a3_1 + v * w1, a3_2 + v * w2, a3_3 + v * w3
-            a3_4, a3_5, a3_6, a3_7 = a3_4 + v * w4, a3_5 + v * w5, a3_6 + v * w6, a3_7 + v * w7
-            v = x[x4 + c]
-            a4_0, a4_1, a4_2, a4_3 = a4_0 + v * w0, a4_1 + v * w1, a4_2 + v * w2, a4_3 + v * w3
-            a4_4, a4_5, a4_6, a4_7 = a4_4 + v * w4, a4_5 + v * w5, a4_6 + v * w6, a4_7 + v * w7
-            v = x[x5 + c]
-            a5_0, a5_1, a5_2, a5_3 = a5_0 + v * w0, a5_1 + v * w1, a5_2 + v * w2, a5_3 + v * w3
-            a5_4, a5_5, a5_6, a5_7 = a5_4 + v * w4, a5_5 + v * w5, a5_6 + v * w6, a5_7 + v * w7
-            v = x[x6 + c]
-            a6_0, a6_1, a6_2, a6_3 = a6_0 + v * w0, a6_1 + v * w1, a6_2 + v * w2, a6_3 + v * w3
-            a6_4, a6_5, a6_6, a6_7 = a6_4 + v * w4, a6_5 + v * w5, a6_6 + v * w6, a6_7 + v * w7
-            v = x[x7 + c]
-            a7_0, a7_1, a7_2, a7_3 = a7_0 + v * w0, a7_1 + v * w1, a7_2 + v * w2, a7_3 + v * w3
-            a7_4, a7_5, a7_6, a7_7 = a7_4 + v * w4, a7_5 + v * w5, a7_6 + v * w6, a7_7 + v * w7
-    acc[0, 0], acc[0, 1], acc[0, 2], acc[0, 3] = a0_0, a0_1, a0_2, a0_3
-    acc[0, 4], acc[0, 5], acc[0, 6], acc[0, 7] = a0_4, a0_5, a0_6, a0_7
-    acc[1, 0], acc[1, 1], acc[1, 2], acc[1, 3] = a1_0, a1_1, a1_2, a1_3
-    acc[1, 4], acc[1, 5], acc[1, 6], acc[1, 7] = a1_4, a1_5, a1_6, a1_7
-    acc[2, 0], acc[2, 1], acc[2, 2], acc[2, 3] = a2_0, a2_1, a2_2, a2_3
-    acc[2, 4], acc[2, 5], acc[2, 6], acc[2, 7] = a2_4, a2_5, a2_6, a2_7
-    acc[3, 0], acc[3, 1], acc[3, 2], acc[3, 3] = a3_0, a3_1, a3_2, a3_3
-    acc[3, 4], acc[3, 5], acc[3, 6], acc[3, 7] = a3_4, a3_5, a3_6, a3_7
-    acc[4, 0], acc[4, 1], acc[4, 2], acc[4, 3] = a4_0, a4_1, a4_2, a4_3
-    acc[4, 4], acc[4, 5], acc[4, 6], acc[4, 7] = a4_4, a4_5, a4_6, a4_7
-    acc[5, 0], acc[5, 1], acc[5, 2], acc[5, 3] = a5_0, a5_1, a5_2, a5_3
-    acc[5, 4], acc[5, 5], acc[5, 6], acc[5, 7] = a5_4, a5_5, a5_6, a5_7
-    acc[6, 0], acc[6, 1], acc[6, 2], acc[6, 3] = a6_0, a6_1, a6_2, a6_3
-    acc[6, 4], acc[6, 5], acc[6, 6], acc[6, 7] = a6_4, a6_5, a6_6, a6_7
-    acc[7, 0], acc[7, 1], acc[7, 2], acc[7, 3] = a7_0, a7_1, a7_2, a7_3
-    acc[7, 4], acc[7, 5], acc[7, 6], acc[7, 7] = a7_4, a7_5, a7_6, a7_7
+            xb += step
+            a0, a1, a2, a3 = a0 + v * w0, a1 + v * w1, a2 + v * w2, a3 + v * w3
+            a4, a5, a6, a7 = a4 + v * w4, a5 + v * w5, a6 + v * w6, a7 + v * w7
+    acc[0], acc[1], acc[2], acc[3] = a0, a1, a2, a3
+    acc[4], acc[5], acc[6], acc[7] = a4, a5, a6, a7
 
 
 @numba.njit(cache=True, fastmath=_FASTMATH, nogil=True)
-def _rows4(x, xo, xs, toff, w, wo, wseg, runs, rb, acc):  # compiled
-    """4 rows × 8 outputs: ``acc[i, o] += x[row i, tap, c] · w[tap, c, o]`` over the runs of (tap,
-    channel) that ``runs[rb:]`` lists (see :class:`_Tables`)."""
-    a0_0, a0_1, a0_2, a0_3 = acc[0, 0], acc[0, 1], acc[0, 2], acc[0, 3]
-    a0_4, a0_5, a0_6, a0_7 = acc[0, 4], acc[0, 5], acc[0, 6], acc[0, 7]
-    a1_0, a1_1, a1_2, a1_3 = acc[1, 0], acc[1, 1], acc[1, 2], acc[1, 3]
-    a1_4, a1_5, a1_6, a1_7 = acc[1, 4], acc[1, 5], acc[1, 6], acc[1, 7]
-    a2_0, a2_1, a2_2, a2_3 = acc[2, 0], acc[2, 1], acc[2, 2], acc[2, 3]
-    a2_4, a2_5, a2_6, a2_7 = acc[2, 4], acc[2, 5], acc[2, 6], acc[2, 7]
-    a3_0, a3_1, a3_2, a3_3 = acc[3, 0], acc[3, 1], acc[3, 2], acc[3, 3]
-    a3_4, a3_5, a3_6, a3_7 = acc[3, 4], acc[3, 5], acc[3, 6], acc[3, 7]
-    one, eight, step = _U(1), _U(8), _U(xs)
-    for j in range(runs[rb]):
-        s, lo, n = runs[rb + 1 + 3 * j], runs[rb + 2 + 3 * j], runs[rb + 3 + 3 * j]
-        x0 = _U(xo + toff[s] + lo)
-        x1 = x0 + step
-        x2 = x1 + step
-        x3 = x2 + step
-        q = _U(wo + s * wseg + lo * OUT)
-        for c in range(_U(n)):
-            w0, w1, w2, w3 = w[q], w[q + one], w[q + _U(2)], w[q + _U(3)]
-            w4, w5, w6, w7 = w[q + _U(4)], w[q + _U(5)], w[q + _U(6)], w[q + _U(7)]
-            q += eight
-            v = x[x0 + c]
-            a0_0, a0_1, a0_2, a0_3 = a0_0 + v * w0, a0_1 + v * w1, a0_2 + v * w2, a0_3 + v * w3
-            a0_4, a0_5, a0_6, a0_7 = a0_4 + v * w4, a0_5 + v * w5, a0_6 + v * w6, a0_7 + v * w7
-            v = x[x1 + c]
-            a1_0, a1_1, a1_2, a1_3 = a1_0 + v * w0, a1_1 + v * w1, a1_2 + v * w2, a1_3 + v * w3
-            a1_4, a1_5, a1_6, a1_7 = a1_4 + v * w4, a1_5 + v * w5, a1_6 + v * w6, a1_7 + v * w7
-            v = x[x2 + c]
-            a2_0, a2_1, a2_2, a2_3 = a2_0 + v * w0, a2_1 + v * w1, a2_2 + v * w2, a2_3 + v * w3
-            a2_4, a2_5, a2_6, a2_7 = a2_4 + v * w4, a2_5 + v * w5, a2_6 + v * w6, a2_7 + v * w7
-            v = x[x3 + c]
-            a3_0, a3_1, a3_2, a3_3 = a3_0 + v * w0, a3_1 + v * w1, a3_2 + v * w2, a3_3 + v * w3
-            a3_4, a3_5, a3_6, a3_7 = a3_4 + v * w4, a3_5 + v * w5, a3_6 + v * w6, a3_7 + v * w7
-    acc[0, 0], acc[0, 1], acc[0, 2], acc[0, 3] = a0_0, a0_1, a0_2, a0_3
-    acc[0, 4], acc[0, 5], acc[0, 6], acc[0, 7] = a0_4, a0_5, a0_6, a0_7
-    acc[1, 0], acc[1, 1], acc[1, 2], acc[1, 3] = a1_0, a1_1, a1_2, a1_3
-    acc[1, 4], acc[1, 5], acc[1, 6], acc[1, 7] = a1_4, a1_5, a1_6, a1_7
-    acc[2, 0], acc[2, 1], acc[2, 2], acc[2, 3] = a2_0, a2_1, a2_2, a2_3
-    acc[2, 4], acc[2, 5], acc[2, 6], acc[2, 7] = a2_4, a2_5, a2_6, a2_7
-    acc[3, 0], acc[3, 1], acc[3, 2], acc[3, 3] = a3_0, a3_1, a3_2, a3_3
-    acc[3, 4], acc[3, 5], acc[3, 6], acc[3, 7] = a3_4, a3_5, a3_6, a3_7
-
-
-@numba.njit(cache=True, fastmath=_FASTMATH, nogil=True)
-def _rows1(x, xo, xs, toff, w, wo, wseg, runs, rb, acc):  # compiled
-    """1 row × 8 outputs: ``acc[i, o] += x[row i, tap, c] · w[tap, c, o]`` over the runs of (tap,
-    channel) that ``runs[rb:]`` lists (see :class:`_Tables`)."""
-    a0_0, a0_1, a0_2, a0_3 = acc[0, 0], acc[0, 1], acc[0, 2], acc[0, 3]
-    a0_4, a0_5, a0_6, a0_7 = acc[0, 4], acc[0, 5], acc[0, 6], acc[0, 7]
-    one, eight = _U(1), _U(8)
-    for j in range(runs[rb]):
-        s, lo, n = runs[rb + 1 + 3 * j], runs[rb + 2 + 3 * j], runs[rb + 3 + 3 * j]
-        x0 = _U(xo + toff[s] + lo)
-        q = _U(wo + s * wseg + lo * OUT)
-        for c in range(_U(n)):
-            w0, w1, w2, w3 = w[q], w[q + one], w[q + _U(2)], w[q + _U(3)]
-            w4, w5, w6, w7 = w[q + _U(4)], w[q + _U(5)], w[q + _U(6)], w[q + _U(7)]
-            q += eight
-            v = x[x0 + c]
-            a0_0, a0_1, a0_2, a0_3 = a0_0 + v * w0, a0_1 + v * w1, a0_2 + v * w2, a0_3 + v * w3
-            a0_4, a0_5, a0_6, a0_7 = a0_4 + v * w4, a0_5 + v * w5, a0_6 + v * w6, a0_7 + v * w7
-    acc[0, 0], acc[0, 1], acc[0, 2], acc[0, 3] = a0_0, a0_1, a0_2, a0_3
-    acc[0, 4], acc[0, 5], acc[0, 6], acc[0, 7] = a0_4, a0_5, a0_6, a0_7
-
-
-@numba.njit(cache=True, fastmath=_FASTMATH, nogil=True)
-def step_kernel(bufs, weights, runs, params, table, out, t_lo, t_hi, p, h_lo, h_hi, height, width, r, dp):
+def step_kernel(bufs, weights, runs, params, table, out, t_lo, t_hi, p, h_lo, h_hi, height, width, r, hp):
     """Every layer (rows of ``table``) at one step's cells: blocks ``t_lo..t_hi``, block t on
     diagonal ``p - t``, rows ``h_lo..h_hi`` clipped to the image. Hidden layers write their
-    activations into ``bufs``; the last writes logits into ``out[t_hi - t, h - h_lo, :]``.
+    activations into ``bufs`` (each buffer (diagonal, channel, ``hp`` rows), cell (h, d) at
+    diagonal d + 2r, row h + r); the last writes logits into ``out[t_hi - t, h - h_lo, :]``.
 
     ``table`` columns: kernel, input channels, outputs per block, output chunks of 8, then
     offsets into ``bufs`` and channel counts: source, its channels, destination (-1: the
@@ -335,56 +245,63 @@ def step_kernel(bufs, weights, runs, params, table, out, t_lo, t_hi, p, h_lo, h_
     channels (block, 1 + 3·k²) and its bias and slope (block, chunk·8; slope -1: no PReLU)
     in ``params``.
     """
-    acc = np.zeros((16, OUT), np.float32)
+    _wide_vectors()
+    acc = np.zeros((OUT, LANES), np.float32)
+    acc1 = np.zeros(OUT, np.float32)
     for li in range(table.shape[0]):
         k, cin, g, nchunk = table[li, 0], table[li, 1], table[li, 2], table[li, 3]
         src, csrc, dst, cdst = table[li, 4], table[li, 5], table[li, 6], table[li, 7]
         res, cond, ccond = table[li, 8], table[li, 9], table[li, 10]
         woff, roff, boff, soff = table[li, 11], table[li, 12], table[li, 13], table[li, 14]
         rk, nseg = k // 2, k * k
-        toff = np.empty(nseg, np.int64)  # tap (dh, dw) relative to tap (0, 0): rows and diagonals
+        toff = np.empty(nseg, np.int64)  # tap (dh, dw) relative to tap (0, 0): diagonals and rows
         for a in range(k):
             for b in range(k):
-                toff[a * k + b] = (a * dp + a + b) * csrc
-        xs, wseg = dp * csrc, cin * OUT
+                toff[a * k + b] = (a + b) * csrc * hp + a
+        wseg = cin * OUT
         for tn in range(t_lo, t_hi + 1):
             d = p - tn
             h0, h1 = max(h_lo, d - width + 1, 0), min(h_hi, d, height - 1)
             rb = roff + tn * (1 + 3 * nseg)
+            xd = src + (d + 2 * r - 2 * rk) * csrc * hp + r - rk  # tap (0, 0) of row 0
             for ch in range(nchunk):
                 wo = woff + (tn * nchunk + ch) * nseg * wseg
                 pb = tn * nchunk * OUT + ch * OUT
+                nout = min(OUT, g - ch * OUT)
                 h = h0
                 while h <= h1:
                     left = h1 - h + 1
-                    rows = 16 if left >= 13 else (8 if left >= 5 else (4 if left >= 2 else 1))
-                    for i in range(rows):
+                    if left >= MIN_ROWS16:
+                        rows = min(LANES, left)
                         for o in range(OUT):
-                            acc[i, o] = params[boff + pb + o]
-                    xo = src + ((h + r - rk) * dp + d + 2 * r - 2 * rk) * csrc
-                    if rows == 16:
-                        _rows16(bufs, xo, xs, toff, weights, wo, wseg, runs, rb, acc)
-                    elif rows == 8:
-                        _rows8(bufs, xo, xs, toff, weights, wo, wseg, runs, rb, acc)
-                    elif rows == 4:
-                        _rows4(bufs, xo, xs, toff, weights, wo, wseg, runs, rb, acc)
+                            bias = params[boff + pb + o]
+                            for i in range(LANES):
+                                acc[o, i] = bias
+                        _rows16(bufs, xd + h, hp, toff, weights, wo, wseg, runs, rb, acc)
                     else:
-                        _rows1(bufs, xo, xs, toff, weights, wo, wseg, runs, rb, acc)
-                    for i in range(min(rows, left)):
-                        cell = (h + i + r) * dp + d + 2 * r
-                        for o in range(min(OUT, g - ch * OUT)):
-                            v = acc[i, o]
-                            c = tn * g + ch * OUT + o
+                        rows = 1
+                        for o in range(OUT):
+                            acc1[o] = params[boff + pb + o]
+                        _row1(bufs, xd + h, hp, toff, weights, wo, wseg, runs, rb, acc1)
+                        for o in range(OUT):
+                            acc[o, 0] = acc1[o]
+                    for o in range(nout):
+                        c = tn * g + ch * OUT + o
+                        slope = params[soff + pb + o] if soff >= 0 else np.float32(1)
+                        at = ((d + 2 * r) * cdst + c) * hp + h + r
+                        at_cond = ((d + 2 * r) * ccond + c) * hp + h + r
+                        for i in range(rows):
+                            v = acc[o, i]
                             if cond >= 0:
-                                v += bufs[cond + cell * ccond + c]
+                                v += bufs[cond + at_cond + i]
                             if soff >= 0 and v < 0:
-                                v *= params[soff + pb + o]
+                                v *= slope
                             if dst < 0:
                                 out[t_hi - tn, h + i - h_lo, ch * OUT + o] = v
                             else:
                                 if res >= 0:
-                                    v += bufs[res + cell * cdst + c]
-                                bufs[dst + cell * cdst + c] = v
+                                    v += bufs[res + at + i]
+                                bufs[dst + at + i] = v
                     h += rows
 
 
@@ -393,8 +310,9 @@ _compiled = False
 
 def compile_kernel() -> None:
     """Compile (or load from numba's cache) the kernel once per process, with LLVM's SLP
-    vectorizer on (numba leaves it off by default): it packs each row's 8 accumulators into
-    one vector register. Vectorized or not, every output is the same chain of FMAs."""
+    vectorizer on (numba leaves it off by default): it packs each output's 16 rows (one row's
+    8 outputs in :func:`_row1`) into one vector register. Vectorized or not, every output is
+    the same chain of FMAs."""
     global _compiled
     if _compiled:
         return
