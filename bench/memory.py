@@ -5,7 +5,8 @@
 
 Each size runs in fresh processes (one to compress, one to decompress), as the CLI runs them:
 the image is read from a PNG (``open_rgb``), coded tile by tile (``encode_image`` with the
-default 1024-pixel tiles) and written; the file is decoded (``decode_image``) and saved as a PNG.
+default tiles: 1024 pixels, 512 for images larger than one such tile) and written; the file is
+decoded into a PNG a tile row at a time (``decode_to_png``, as ``codec decompress`` does).
 Reported per size: the process's peak RSS (``ru_maxrss``: imports, model and all), the peak
 above the process once set up (imports and model loaded), and the seconds from reading the
 input to writing the output — per megapixel, and as a ratio to the smallest size's (the
@@ -39,8 +40,8 @@ CHILD = r"""
 import json, resource, sys, time
 import torch
 torch.set_num_threads(int(sys.argv[1]))
-from codec_lab.corelib.files import decode_image, encode_image
-from codec_lab.corelib.images import open_rgb, save_image
+from codec_lab.corelib.files import decode_to_png, encode_image
+from codec_lab.corelib.images import open_rgb
 from codec_lab.registry.runs import load_run
 
 mode, run, src, dst, tile = sys.argv[2], sys.argv[3], sys.argv[4], sys.argv[5], int(sys.argv[6])
@@ -53,9 +54,9 @@ if mode == "compress":
     pixels, _ = open_rgb(src)
     data = encode_image(codec, pixels, tile=tile)
     open(dst, "wb").write(data)
-else:
-    pixels = decode_image(codec, open(src, "rb").read())
-    save_image(pixels, dst, overwrite=True)
+else:  # as codec decompress writes a PNG: a tile row at a time
+    with open(dst, "wb") as fh:
+        decode_to_png(codec, open(src, "rb").read(), fh)
 seconds = time.perf_counter() - t0
 peak_kb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
 print(json.dumps({"seconds": seconds, "peak_kb": peak_kb, "setup_kb": setup_kb}))

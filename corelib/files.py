@@ -6,7 +6,9 @@ the image. The tile size is recorded in the file, so decoding needs no option.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
+from typing import BinaryIO
 
 import numpy as np
 import torch
@@ -15,6 +17,7 @@ from PIL import Image
 from codec_lab.corelib.codec import Codec
 from codec_lab.corelib.container import Header, pack, unpack
 from codec_lab.corelib.errors import BitstreamError
+from codec_lab.corelib.png_stream import PngRowWriter
 from codec_lab.corelib.tiling import (
     MAX_TILE,
     Pixels,
@@ -25,7 +28,7 @@ from codec_lab.corelib.tiling import (
     tile_unit,
 )
 
-__all__ = ["decode_array", "decode_bytes", "decode_image", "encode_image", "read_compressed"]
+__all__ = ["decode_array", "decode_bytes", "decode_image", "decode_to_png", "encode_image", "read_compressed"]
 
 
 def encode_image(codec: Codec, x: torch.Tensor | np.ndarray | Image.Image, digest: str | None = None, *,
@@ -37,13 +40,14 @@ def encode_image(codec: Codec, x: torch.Tensor | np.ndarray | Image.Image, diges
             or an RGB Pillow image (``open_rgb``); 8-bit pixels become floats one tile at a time.
         digest: the codec's ``weights_digest()``, when the caller has it already.
         tile: coding-tile side in pixels (see ``tiling.resolve_tile``); None: the default
-            (1024 pixels, so a Kodak image is one tile); 0: the whole image as one tile.
+            (1024 pixels, so a Kodak image is one tile; 512 for an image larger than that);
+            0: the whole image as one tile.
 
     Raises:
         ConfigError: ``tile`` does not suit the codec.
     """
     pixels = Pixels(x)
-    tile = resolve_tile(codec, tile)
+    tile = resolve_tile(codec, tile, pixels.size)
     layout = TileLayout.of(codec, pixels.size, tile)
     payloads, crcs = encode_tiles(codec, pixels, layout)
     header = Header(digest=digest or codec.weights_digest(), image_size=pixels.size, symbol_crcs=crcs,
@@ -77,7 +81,7 @@ def _open(codec: Codec, data: bytes, where: str, digest: str | None,
 
 
 def _decode(codec: Codec, data: bytes, where: str, digest: str | None, max_pixels: int | None,
-            sink_for: type[_Sink]) -> _Sink:  # fmt: skip
+            sink_for: Callable[[tuple[int, int]], _Sink]) -> _Sink:  # fmt: skip
     layout, streams, crcs = _open(codec, data, where, digest, max_pixels)
     sink = sink_for(layout.image_size)
     try:
@@ -123,7 +127,27 @@ class _ByteSink:
         self.out[y : y + u8.shape[0], x : x + u8.shape[1]] = u8
 
 
-_Sink = _FloatSink | _ByteSink | _PillowSink
+class _PngSink:
+    """Writes decoded tiles to a PNG as each tile row completes (tiles come in raster order):
+    only one tile row of 8-bit pixels is held, never the image."""
+
+    def __init__(self, size: tuple[int, int], fh: BinaryIO) -> None:
+        self.size = size
+        self.writer = PngRowWriter(fh, size[1], size[0])
+        self.band: np.ndarray | None = None
+
+    def __call__(self, y: int, x: int, tile: torch.Tensor) -> None:
+        u8 = _to_bytes(tile)
+        if x == 0:
+            self.band = np.empty((u8.shape[0], self.size[1], 3), np.uint8)
+        assert self.band is not None
+        self.band[:, x : x + u8.shape[1]] = u8
+        if x + u8.shape[1] == self.size[1]:  # the tile row is complete
+            self.writer.write(self.band)
+            self.band = None
+
+
+_Sink = _FloatSink | _ByteSink | _PillowSink | _PngSink
 
 
 def decode_bytes(
@@ -181,6 +205,30 @@ def decode_image(
         BitstreamError: as :func:`decode_bytes`.
     """
     return _decode(codec, data, where, digest, max_pixels, _PillowSink).out
+
+
+def decode_to_png(
+    codec: Codec,
+    data: bytes,
+    fh: BinaryIO,
+    where: str = "file",
+    digest: str | None = None,
+    *,
+    max_pixels: int | None = None,
+) -> tuple[int, int]:
+    """Decode a file's bytes straight into a PNG written to ``fh``, a tile row at a time: the
+    pixels :func:`decode_image` gives, without ever holding the whole image.
+
+    Returns:
+        The image's (height, width).
+
+    Raises:
+        BitstreamError: as :func:`decode_bytes` (``fh`` then holds a partial PNG: write to a
+            temporary file, as ``codec decompress`` does).
+    """
+    sink = _decode(codec, data, where, digest, max_pixels, lambda size: _PngSink(size, fh))
+    sink.writer.close()  # type: ignore[union-attr]
+    return sink.size  # type: ignore[union-attr]
 
 
 def read_compressed(path: str | Path) -> bytes:

@@ -17,6 +17,7 @@ from codec_lab.corelib.outputs import atomic_output
 __all__ = [
     "IMAGE_SUFFIXES",
     "SAMPLE_SPLITS",
+    "image_format",
     "image_pixels",
     "list_images",
     "load_array",
@@ -175,6 +176,11 @@ def to_uint8(x: torch.Tensor) -> np.ndarray:
     return x.detach().clamp(0, 1).mul(255).round().to(torch.uint8).permute(1, 2, 0).cpu().numpy()
 
 
+def image_format(path: str | Path) -> str:
+    """The Pillow format a path's suffix names (PNG when there is none or it is unknown)."""
+    return Image.registered_extensions().get(Path(path).suffix.lower(), "PNG")
+
+
 def save_image(x: torch.Tensor | np.ndarray | Image.Image, path: str | Path, *,
                overwrite: bool = False) -> None:  # fmt: skip
     """Write an image atomically; the format follows the suffix (PNG when there is none).
@@ -185,7 +191,7 @@ def save_image(x: torch.Tensor | np.ndarray | Image.Image, path: str | Path, *,
         overwrite: replace an existing file (refused otherwise).
     """
     target = Path(path)
-    fmt = Image.registered_extensions().get(target.suffix.lower(), "PNG")
+    fmt = image_format(target)
     if isinstance(x, Image.Image):
         im = x
     else:

@@ -38,6 +38,7 @@ from codec_lab.corelib.errors import BitstreamError, ConfigError
 
 __all__ = [
     "DEFAULT_TILE",
+    "LARGE_TILE",
     "MAX_TILE",
     "Pixels",
     "TileLayout",
@@ -51,6 +52,12 @@ __all__ = [
 DEFAULT_TILE = 1024
 """Default coding-tile side in pixels: a Kodak image (768x512) is one tile, so its file and
 reconstruction are those of the untiled codec; a 50-megapixel photo codes in about 1 GB."""
+LARGE_TILE = 512
+"""Default tile side for an image larger than one :data:`DEFAULT_TILE` tile: a network's working
+set at 512 pixels (plus halo) is about a third of that at 1024 (~0.1 GB against ~0.25–0.3 GB
+for the shipped models), which keeps a 50-megapixel photo under 1.5 GB with the imports, for
+more halo work (48-pixel halos: 41 % of the core's encoder work, against 20 % at 1024) and a
+few bytes more per tile (``bench/RESULTS.md``)."""
 MAX_TILE = 16384
 """Largest tile a user may ask for (0 codes the whole image as one tile instead)."""
 
@@ -70,12 +77,15 @@ def _smallest_tile(codec: Codec) -> int:
     return unit * -(-need // unit)
 
 
-def resolve_tile(codec: Codec, tile: int | None = None) -> int:
+def resolve_tile(codec: Codec, tile: int | None = None, image_size: tuple[int, int] | None = None) -> int:
     """The tile side to code with: ``tile`` checked against the codec, or the default.
 
     Args:
         tile: pixels a side; 0 codes the image as one tile (memory grows with the image);
-            None: :data:`DEFAULT_TILE` rounded up to a multiple of :func:`tile_unit`.
+            None: :data:`DEFAULT_TILE` rounded up to a multiple of :func:`tile_unit`, or
+            :data:`LARGE_TILE` (rounded likewise) for an ``image_size`` larger than one such
+            tile; within the coder's ``max_stream_symbols`` either way.
+        image_size: (H, W) of the image, when known.
 
     Raises:
         ConfigError: ``tile`` is not 0 nor a multiple of the unit within range; the message
@@ -83,6 +93,8 @@ def resolve_tile(codec: Codec, tile: int | None = None) -> int:
     """
     unit, low = tile_unit(codec), _smallest_tile(codec)
     default = max(low, unit * -(-DEFAULT_TILE // unit))
+    if image_size is not None and tile_grid(image_size, default) != (1, 1):
+        default = max(low, unit * -(-LARGE_TILE // unit))
     most = _largest_tile(codec)
     if most is not None:
         if most < low:

@@ -13,7 +13,7 @@ from codec_lab.corelib.devices import resolve_device
 from codec_lab.corelib.files import encode_image
 from codec_lab.corelib.images import open_rgb
 from codec_lab.corelib.outputs import atomic_output, check_output
-from codec_lab.corelib.tiling import DEFAULT_TILE, resolve_tile
+from codec_lab.corelib.tiling import DEFAULT_TILE, LARGE_TILE, resolve_tile
 from codec_lab.registry.runs import load_run
 from codec_lab.registry.shipped_models import resolve
 
@@ -35,9 +35,10 @@ def compress(
     tile: Annotated[int | None, typer.Option(
         "--tile",
         help=f"Code the image in square tiles of this many pixels, so memory stays bounded at any "
-             f"image size (default {DEFAULT_TILE}: a Kodak image is one tile; 0: the whole image "
-             f"at once). A multiple of the model's tile unit (16 for most models); the file "
-             f"records it, so decompress needs no option.")] = None,
+             f"image size (default {DEFAULT_TILE}: a Kodak image is one tile; {LARGE_TILE} for "
+             f"larger images, to bound memory; 0: the whole image at once). A multiple of the "
+             f"model's tile unit (16 for most models); the file records it, so decompress needs "
+             f"no option.")] = None,
     max_pixels: Annotated[int | None, typer.Option(
         "--max-pixels", min=1,
         help="Refuse larger images (height x width); default $CODEC_MAX_PIXELS or 268435456 "
@@ -63,7 +64,7 @@ def compress(
     chosen = resolve(model, quality)  # before the device and image: a typo fails at once
     dev = resolve_device(device)
     codec = load_run(chosen.path).to(dev)
-    tile = resolve_tile(codec, tile)  # a bad --tile is refused before the image is read
+    resolve_tile(codec, tile)  # a bad --tile is refused before the image is read
     pixels, notice = open_rgb(image, max_pixels)  # 8-bit: tiles become floats one at a time
     if notice:
         err.print(f"Notice: {notice}", highlight=False)

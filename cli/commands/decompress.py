@@ -12,9 +12,9 @@ from codec_lab.cli._output import handle_errors, out
 from codec_lab.corelib.container import unpack
 from codec_lab.corelib.devices import resolve_device
 from codec_lab.corelib.errors import BitstreamError
-from codec_lab.corelib.files import decode_image, read_compressed
-from codec_lab.corelib.images import IMAGE_SUFFIXES, save_image
-from codec_lab.corelib.outputs import check_output
+from codec_lab.corelib.files import decode_image, decode_to_png, read_compressed
+from codec_lab.corelib.images import IMAGE_SUFFIXES, image_format, save_image
+from codec_lab.corelib.outputs import atomic_output, check_output
 from codec_lab.registry.runs import load_run
 from codec_lab.registry.shipped_models import by_digest, resolve_for_file
 
@@ -66,8 +66,13 @@ def decompress(
     if maker is not None:  # the decoder's own error cannot name the shipped model that fits
         raise BitstreamError(f"{file} was made by shipped model {maker.name!r}, not by {chosen.label}",
                              f"pass --model {maker.name}, or no --model")  # fmt: skip
-    # 8-bit pixels written tile by tile: no full-size float image at any size.
-    pixels = decode_image(codec, data, str(file), max_pixels=max_pixels)
-    save_image(pixels, target, overwrite=force)
-    w, h = pixels.size
+    # 8-bit pixels written tile by tile: no full-size float image at any size; a PNG is
+    # written a tile row at a time, without the whole image in memory.
+    if image_format(target) == "PNG":
+        with atomic_output(target, overwrite=force) as tmp, tmp.open("wb") as fh:
+            h, w = decode_to_png(codec, data, fh, str(file), max_pixels=max_pixels)
+    else:
+        pixels = decode_image(codec, data, str(file), max_pixels=max_pixels)
+        save_image(pixels, target, overwrite=force)
+        w, h = pixels.size
     out.print(f"{file} → {target} ({w}x{h}, {len(data) * 8 / (h * w):.4f} bpp)", highlight=False)

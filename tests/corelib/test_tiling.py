@@ -4,6 +4,7 @@ image."""
 
 from __future__ import annotations
 
+import io
 import json
 import os
 import subprocess
@@ -18,10 +19,18 @@ from PIL import Image
 from codec_lab.corelib.codec import Codec
 from codec_lab.corelib.container import pack, tile_grid, unpack
 from codec_lab.corelib.errors import BitstreamError, ConfigError
-from codec_lab.corelib.files import decode_array, decode_bytes, decode_image, encode_image
+from codec_lab.corelib.files import decode_array, decode_bytes, decode_image, decode_to_png, encode_image
 from codec_lab.corelib.images import to_uint8
 from codec_lab.corelib.metrics import quality
-from codec_lab.corelib.tiling import DEFAULT_TILE, MAX_TILE, Pixels, TileLayout, halos, resolve_tile
+from codec_lab.corelib.tiling import (
+    DEFAULT_TILE,
+    LARGE_TILE,
+    MAX_TILE,
+    Pixels,
+    TileLayout,
+    halos,
+    resolve_tile,
+)
 from codec_lab.registry.components import Registry
 from codec_lab.registry.compose import build_codec
 from codec_lab.registry.runs import load_run
@@ -75,6 +84,16 @@ def test_uint8_input_and_output(trained_codec: Codec) -> None:
         encode_image(trained_codec, arr.astype(np.float32), tile=32)
 
 
+def test_png_written_tile_row_by_tile_row(trained_codec: Codec) -> None:
+    """decode_to_png writes decode_image's pixels, never holding the image (a tiled file whose
+    last tile row and column are partial)."""
+    data = encode_image(trained_codec, image_array(70, 90, seed=6), tile=32)
+    buf = io.BytesIO()
+    assert decode_to_png(trained_codec, data, buf) == (70, 90)
+    with Image.open(io.BytesIO(buf.getvalue())) as im:
+        assert np.array_equal(np.asarray(im), np.asarray(decode_image(trained_codec, data)))
+
+
 def test_tiled_file_decodes_identically_in_a_fresh_process(trained_run: Path, tmp_path: Path) -> None:
     codec = load_run(trained_run)
     data = encode_image(codec, image_tensor(90, 70, seed=9), tile=32)
@@ -85,6 +104,11 @@ def test_tiled_file_decodes_identically_in_a_fresh_process(trained_run: Path, tm
 
 def test_resolve_tile(tiny_codec: Codec) -> None:
     assert resolve_tile(tiny_codec) == DEFAULT_TILE
+    # One tile for what fits one (Kodak: its file is the untiled codec's); smaller ones beyond.
+    assert resolve_tile(tiny_codec, None, (512, 768)) == DEFAULT_TILE
+    assert resolve_tile(tiny_codec, None, (1024, 1024)) == DEFAULT_TILE
+    assert resolve_tile(tiny_codec, None, (1024, 1025)) == LARGE_TILE
+    assert resolve_tile(tiny_codec, 0, (5000, 5000)) == 0 and resolve_tile(tiny_codec, 48, (5000, 5000)) == 48
     assert resolve_tile(tiny_codec, 0) == 0 and resolve_tile(tiny_codec, 48) == 48
     for bad in (8, 24, 100, MAX_TILE + 16, -16):
         with pytest.raises(ConfigError, match=rf"tile size {bad} .*multiple of 16 from 16 to {MAX_TILE}"):

@@ -219,9 +219,10 @@ def _wavefront_logits(
 @pytest.mark.parametrize("order", ORDERS)
 @pytest.mark.parametrize("grid", [(2, 13, 15), (1, 21, 20)], ids=lambda g: "x".join(map(str, g)))
 def test_wavefront_on_large_grids_and_wide_layers(order: str, grid: tuple[int, int, int]) -> None:
-    """Up to 20 rows per block and step (the kernel's 16-, 8-, 4- and 1-row calls; 13 rows:
-    a 16-row call reaching 3 rows past the image) and layers wider than its 8 outputs per
-    call (12 per block, 19 logits: several chunks, the last padded)."""
+    """Up to 20 rows per block and step (the kernel's 16-row calls, two for a block past 16
+    rows, and one-row calls for a block's last 1-4; 5 rows left, at the image's bottom: a
+    16-row call reaching 11 rows past them, as far as its spare rows allow) and layers wider
+    than its 8 outputs per call (12 per block, 19 logits: several chunks, the last padded)."""
     c, h, w = grid
     torch.manual_seed(12)
     net = ContextNetwork(c, 19, width=12, kernel=5, out_kernel=3, res_blocks=1, order=order,  # type: ignore[arg-type]
