@@ -4,9 +4,10 @@
                            [--md out.md] [--plot bench/out/memory.png]
 
 Each size runs in fresh processes (one to compress, one to decompress), as the CLI runs them:
-the image is read from a PNG (``open_rgb``), coded tile by tile (``encode_image`` with the
-default tiles: 1024 pixels, 512 for images larger than one such tile) and written; the file is
-decoded into a PNG a tile row at a time (``decode_to_png``, as ``codec decompress`` does).
+the image is read from a PNG row by row (``open_for_coding``, as ``codec compress`` reads it),
+coded tile by tile (``encode_image`` with the default tiles: 1024 pixels, 512 for images
+larger than one such tile) and written; the file is decoded into a PNG a tile row at a time
+(``decode_to_png``, as ``codec decompress`` does).
 Reported per size: the process's peak RSS (``ru_maxrss``: imports, model and all), the peak
 above the process once set up (imports and model loaded), and the seconds from reading the
 input to writing the output — per megapixel, and as a ratio to the smallest size's (the
@@ -41,7 +42,7 @@ import json, resource, sys, time
 import torch
 torch.set_num_threads(int(sys.argv[1]))
 from codec_lab.corelib.files import decode_to_png, encode_image
-from codec_lab.corelib.images import open_rgb
+from codec_lab.corelib.images import open_for_coding
 from codec_lab.registry.runs import load_run
 
 mode, run, src, dst, tile = sys.argv[2], sys.argv[3], sys.argv[4], sys.argv[5], int(sys.argv[6])
@@ -51,7 +52,7 @@ codec.weights_digest()
 setup_kb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
 t0 = time.perf_counter()
 if mode == "compress":
-    pixels, _ = open_rgb(src)
+    pixels, _ = open_for_coding(src)
     data = encode_image(codec, pixels, tile=tile)
     open(dst, "wb").write(data)
 else:  # as codec decompress writes a PNG: a tile row at a time

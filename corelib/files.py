@@ -17,7 +17,7 @@ from PIL import Image
 from codec_lab.corelib.codec import Codec
 from codec_lab.corelib.container import Header, pack, unpack
 from codec_lab.corelib.errors import BitstreamError
-from codec_lab.corelib.png_stream import PngRowWriter
+from codec_lab.corelib.png_stream import PngRowReader, PngRowWriter
 from codec_lab.corelib.tiling import (
     MAX_TILE,
     Pixels,
@@ -31,13 +31,15 @@ from codec_lab.corelib.tiling import (
 __all__ = ["decode_array", "decode_bytes", "decode_image", "decode_to_png", "encode_image", "read_compressed"]
 
 
-def encode_image(codec: Codec, x: torch.Tensor | np.ndarray | Image.Image, digest: str | None = None, *,
+def encode_image(codec: Codec, x: torch.Tensor | np.ndarray | Image.Image | PngRowReader,
+                 digest: str | None = None, *,
                  tile: int | None = None) -> bytes:  # fmt: skip
     """Compress one image into a complete file's bytes.
 
     Args:
         x: a (1, 3, H, W) float tensor in [0, 1], an (H, W, 3) uint8 array (``load_array``),
-            or an RGB Pillow image (``open_rgb``); 8-bit pixels become floats one tile at a time.
+            an RGB Pillow image (``open_rgb``) or a PNG read row by row (``open_for_coding``);
+            8-bit pixels become floats one tile at a time.
         digest: the codec's ``weights_digest()``, when the caller has it already.
         tile: coding-tile side in pixels (see ``tiling.resolve_tile``); None: the default
             (1024 pixels, so a Kodak image is one tile; 512 for an image larger than that);

@@ -13,6 +13,7 @@ from PIL import Image, UnidentifiedImageError
 from codec_lab.corelib.container import max_pixels_limit
 from codec_lab.corelib.errors import DataError, ImageError
 from codec_lab.corelib.outputs import atomic_output
+from codec_lab.corelib.png_stream import PngRowReader
 
 __all__ = [
     "IMAGE_SUFFIXES",
@@ -22,6 +23,7 @@ __all__ = [
     "list_images",
     "load_array",
     "load_image",
+    "open_for_coding",
     "open_rgb",
     "sample_images",
     "save_image",
@@ -133,6 +135,28 @@ def open_rgb(path: str | Path, max_pixels: int | None = None) -> tuple[Image.Ima
     if im is not opened:
         opened.close()
     return im, notice
+
+
+def open_for_coding(
+    path: str | Path, max_pixels: int | None = None
+) -> tuple[Image.Image | PngRowReader, str | None]:
+    """Open an image to compress: a non-interlaced 8-bit RGB PNG as a :class:`PngRowReader`
+    (rows are decoded as the tiles need them: a 50-megapixel PNG never sits in memory whole),
+    anything else as :func:`open_rgb` does. Both give the same pixels.
+
+    Raises:
+        ImageError: as :func:`open_rgb`.
+    """
+    p = Path(path)
+    reader = PngRowReader.open(p) if p.is_file() else None
+    if reader is None:
+        return open_rgb(p, max_pixels)
+    h, w = reader.size
+    limit = max_pixels_limit(max_pixels)
+    if w * h > limit:
+        reader.close()
+        raise _too_large(p, f"{w}x{h}", w * h, limit)
+    return reader, None
 
 
 def load_array(path: str | Path, max_pixels: int | None = None) -> tuple[np.ndarray, str | None]:

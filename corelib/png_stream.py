@@ -1,24 +1,31 @@
-"""An 8-bit RGB PNG written a band of rows at a time.
+"""8-bit RGB PNGs read and written a band of rows at a time.
 
-Pillow saves only whole images, so a decoded 50-megapixel photo would sit in memory as a
-Pillow image (4 bytes a pixel: 200 MB) before it is written. :class:`PngRowWriter` takes the
-rows as the tile rows of the decoder finish them and keeps only the previous row (the PNG
-filters refer to it) and zlib's window. Every row uses the Paeth filter (PNG filter type 4),
-which suits photographs and, unlike Pillow's adaptive choice, is computed for a whole band
-at once with numpy.
+Pillow decodes and saves only whole images, so a 50-megapixel photo sits in memory as a
+Pillow image (4 bytes a pixel: 200 MB) while it is coded. :class:`PngRowWriter` takes the
+rows as the decoder's tile rows finish them, keeping only the previous row (the PNG filters
+refer to it) and zlib's window; every row uses the Paeth filter (type 4), which suits
+photographs and is computed for many rows at once with numpy. :class:`PngRowReader` gives
+the rows a tile needs, decoding forward and forgetting rows above the tiles still to come;
+it reads the common photographic case, non-interlaced 8-bit RGB without transparency, and
+declines everything else (Pillow then reads the file whole).
 """
 
 from __future__ import annotations
 
 import struct
 import zlib
+from pathlib import Path
 from typing import BinaryIO
 
+import numba
 import numpy as np
 
-__all__ = ["PngRowWriter"]
+from codec_lab.corelib.errors import ImageError
+
+__all__ = ["PngRowReader", "PngRowWriter"]
 
 _SIGNATURE = b"\x89PNG\r\n\x1a\n"
+_HINT = "the file is damaged: pass a readable PNG or JPEG image"
 _CHUNK = 1 << 20  # IDAT payload per chunk (PNG allows up to 2**31 - 1; readers prefer less)
 _FILTER_BYTES = 1 << 20  # rows filtered at once: ~1 MB of samples (~10 MB of temporaries)
 
@@ -93,3 +100,161 @@ class PngRowWriter:
             part = bytes(self.pending[:_CHUNK])
             del self.pending[:_CHUNK]
             self.fh.write(_chunk(b"IDAT", part))
+
+
+@numba.njit(cache=True, nogil=True)
+def _unfilter(raw, out, prev):  # compiled
+    """Undo the PNG filters of ``out.shape[0]`` scanlines ``raw`` (each a filter-type byte, then
+    the row), 3 bytes a pixel, ``prev`` the row above the first; returns -1 or the first row
+    whose filter type is not 0–4."""
+    n, stride = out.shape
+    for i in range(n):
+        kind = raw[i * (stride + 1)]
+        src = i * (stride + 1) + 1
+        for j in range(stride):
+            x = np.int32(raw[src + j])
+            a = np.int32(out[i, j - 3]) if j >= 3 else np.int32(0)
+            b = np.int32(out[i - 1, j]) if i > 0 else np.int32(prev[j])
+            if kind == 0:
+                v = x
+            elif kind == 1:
+                v = x + a
+            elif kind == 2:
+                v = x + b
+            elif kind == 3:
+                v = x + (a + b) // 2
+            elif kind == 4:
+                if j >= 3:
+                    c = np.int32(out[i - 1, j - 3]) if i > 0 else np.int32(prev[j - 3])
+                else:
+                    c = np.int32(0)
+                pa, pb, pc = abs(b - c), abs(a - c), abs(a + b - 2 * c)
+                v = x + (a if pa <= pb and pa <= pc else (b if pb <= pc else c))
+            else:
+                return i
+            out[i, j] = v & 255
+    return -1
+
+
+class PngRowReader:
+    """Rows of a non-interlaced 8-bit RGB PNG, decoded forward as they are asked for.
+
+    Use :meth:`open`, which returns None for any other PNG. Memory: the rows between the lowest
+    row still wanted and the highest asked for, zlib's window and one IDAT chunk.
+
+    Attributes:
+        size: (height, width).
+    """
+
+    def __init__(self, path: Path, width: int, height: int, data_at: int) -> None:
+        self.path, self.size = path, (height, width)
+        self.stride = width * 3
+        self._data_at = data_at
+        self._restart()
+
+    @classmethod
+    def open(cls, path: str | Path) -> PngRowReader | None:
+        """A reader for ``path`` if it is a PNG this class reads (see the module), else None."""
+        p = Path(path)
+        try:
+            with p.open("rb") as fh:
+                if fh.read(8) != _SIGNATURE:
+                    return None
+                length, kind = struct.unpack(">I4s", fh.read(8))
+                if kind != b"IHDR" or length != 13:
+                    return None
+                w, h, depth, color, _, _, interlace = struct.unpack(">IIBBBBB", fh.read(13))
+                if (depth, color, interlace) != (8, 2, 0) or not (w and h):
+                    return None
+                fh.read(4)  # IHDR's CRC
+                while True:  # to the first IDAT: a tRNS before it means transparency
+                    at = fh.tell()
+                    head = fh.read(8)
+                    if len(head) < 8:
+                        return None
+                    length, kind = struct.unpack(">I4s", head)
+                    if kind == b"IDAT":
+                        return cls(p, w, h, at)
+                    if kind == b"tRNS":
+                        return None
+                    fh.seek(length + 4, 1)
+        except (OSError, struct.error):
+            return None
+
+    def _restart(self) -> None:
+        self._fh = self.path.open("rb")
+        self._fh.seek(self._data_at)
+        self._zip = zlib.decompressobj()
+        self._raw = bytearray()  # decompressed scanlines not yet unfiltered
+        self._first = 0  # image row of self._rows[0]
+        self._rows = np.zeros((0, self.stride), np.uint8)
+        self._prev = np.zeros(self.stride, np.uint8)  # the row above self._rows[0]
+        self._eof = False
+
+    def _more(self) -> None:
+        """Decompress the next IDAT chunk's bytes into ``_raw``."""
+        while not self._eof:
+            head = self._fh.read(8)
+            if len(head) < 8:
+                raise ImageError(f"cannot read image {self.path}: the PNG ends before its last row", _HINT)
+            length, kind = struct.unpack(">I4s", head)
+            if kind != b"IDAT":
+                self._eof = True
+                self._raw += self._zip.flush()
+                return
+            chunk = self._fh.read(length)
+            self._fh.read(4)  # CRC: zlib's own checksum guards the data
+            if len(chunk) < length:
+                raise ImageError(f"cannot read image {self.path}: the PNG is truncated", _HINT)
+            try:
+                self._raw += self._zip.decompress(chunk)
+            except zlib.error as e:
+                raise ImageError(f"cannot read image {self.path}: damaged PNG data ({e})", _HINT) from e
+            return
+
+    def rows(self, y0: int, y1: int) -> np.ndarray:
+        """Rows y0:y1 as a (y1 - y0, width, 3) uint8 array (a view: copy what is kept). Rows
+        above ``y0`` are forgotten; asking for them again decodes the file again."""
+        height = self.size[0]
+        if not 0 <= y0 < y1 <= height:
+            raise ValueError(f"rows {y0}:{y1} of a {height}-row image")
+        if y0 < self._first:
+            self._fh.close()
+            self._restart()
+        if y0 > self._first:  # forget what no later tile needs
+            drop = min(y0 - self._first, len(self._rows))
+            if drop:
+                self._prev = self._rows[drop - 1].copy()
+                self._rows = self._rows[drop:]
+                self._first += drop
+        have = self._first + len(self._rows)
+        if y1 > have:
+            need = y1 - have
+            line = self.stride + 1
+            while len(self._raw) < need * line and not self._eof:
+                self._more()
+            if len(self._raw) < need * line:
+                raise ImageError(f"cannot read image {self.path}: the PNG ends before its last row", _HINT)
+            raw = np.frombuffer(bytes(self._raw[: need * line]), np.uint8)
+            del self._raw[: need * line]
+            new = np.empty((need, self.stride), np.uint8)
+            above = self._rows[-1] if len(self._rows) else self._prev
+            bad = _unfilter(raw, new, above)
+            if bad >= 0:
+                raise ImageError(f"cannot read image {self.path}: damaged PNG (row {have + bad} has an "
+                                 "unknown filter)", _HINT)  # fmt: skip
+            self._rows = np.concatenate([self._rows, new]) if len(self._rows) else new
+        start = y0 - self._first
+        return self._rows[start : start + (y1 - y0)].reshape(y1 - y0, self.size[1], 3)
+
+    @property
+    def width(self) -> int:
+        return self.size[1]
+
+    @property
+    def height(self) -> int:
+        return self.size[0]
+
+    def close(self) -> None:
+        """Close the file (the reader cannot be used after)."""
+        self._fh.close()

@@ -35,6 +35,7 @@ from PIL import Image
 from codec_lab.corelib.codec import Codec
 from codec_lab.corelib.container import TILE_UNIT, symbols_salt, tile_grid
 from codec_lab.corelib.errors import BitstreamError, ConfigError
+from codec_lab.corelib.png_stream import PngRowReader
 
 __all__ = [
     "DEFAULT_TILE",
@@ -192,13 +193,16 @@ class Pixels:
     """An image to encode, read one region at a time as (1, 3, h, w) floats in [0, 1].
 
     Args:
-        image: a (1, 3, H, W) float tensor, an (H, W, 3) uint8 array, or an RGB Pillow image
-            (8-bit values are turned into floats per region, exactly as ``load_image`` turns
-            the whole image).
+        image: a (1, 3, H, W) float tensor, an (H, W, 3) uint8 array, an RGB Pillow image,
+            or a :class:`PngRowReader` (regions asked for in raster order of tiles); 8-bit
+            values are turned into floats per region, exactly as ``load_image`` turns the
+            whole image.
     """
 
-    def __init__(self, image: torch.Tensor | np.ndarray | Image.Image) -> None:
-        if isinstance(image, Image.Image):
+    def __init__(self, image: torch.Tensor | np.ndarray | Image.Image | PngRowReader) -> None:
+        if isinstance(image, PngRowReader):
+            self.size = image.size
+        elif isinstance(image, Image.Image):
             if image.mode != "RGB":
                 raise ValueError(f"a Pillow image to code must be RGB, got {image.mode}")
             self.size = (image.height, image.width)
@@ -216,7 +220,10 @@ class Pixels:
         """Rows y0:y1, columns x0:x1; past the bottom or right edge the last row or column
         repeats (as ``Codec.pad`` pads)."""
         h, w = self.size
-        if isinstance(self.image, Image.Image):
+        if isinstance(self.image, PngRowReader):  # tiles come in raster order: rows read forward
+            part = torch.from_numpy(self.image.rows(y0, min(y1, h))[:, x0 : min(x1, w)].copy())
+            x = part.to(device).permute(2, 0, 1)[None].float().div(255.0)
+        elif isinstance(self.image, Image.Image):
             part = torch.from_numpy(np.array(self.image.crop((x0, y0, min(x1, w), min(y1, h)))))
             x = part.to(device).permute(2, 0, 1)[None].float().div(255.0)
         elif isinstance(self.image, np.ndarray):

@@ -11,7 +11,7 @@ from codec_lab.cli._options import Device, Force, Model, Quality
 from codec_lab.cli._output import err, handle_errors, out
 from codec_lab.corelib.devices import resolve_device
 from codec_lab.corelib.files import encode_image
-from codec_lab.corelib.images import open_rgb
+from codec_lab.corelib.images import open_for_coding
 from codec_lab.corelib.outputs import atomic_output, check_output
 from codec_lab.corelib.tiling import DEFAULT_TILE, LARGE_TILE, resolve_tile
 from codec_lab.registry.runs import load_run
@@ -65,13 +65,17 @@ def compress(
     dev = resolve_device(device)
     codec = load_run(chosen.path).to(dev)
     resolve_tile(codec, tile)  # a bad --tile is refused before the image is read
-    pixels, notice = open_rgb(image, max_pixels)  # 8-bit: tiles become floats one at a time
+    # 8-bit: tiles become floats one at a time; a plain RGB PNG is even read row by row.
+    pixels, notice = open_for_coding(image, max_pixels)
     if notice:
         err.print(f"Notice: {notice}", highlight=False)
-    data = encode_image(codec, pixels, tile=tile)
+    try:
+        data = encode_image(codec, pixels, tile=tile)
+    finally:
+        pixels.close()
     with atomic_output(target, overwrite=force) as tmp:
         tmp.write_bytes(data)
-    w, h = pixels.size
+    w, h = pixels.width, pixels.height
     size = target.stat().st_size
     with_model = f", model {chosen.shipped.name}" if chosen.shipped is not None else ""
     out.print(f"{image} → {target}: {size:,} bytes, {size * 8 / (h * w):.4f} bpp ({w}x{h}){with_model}",

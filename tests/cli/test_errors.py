@@ -320,7 +320,13 @@ def test_image_over_the_pixel_limit(cli_run: Path, image_file, tmp_path: Path) -
     err = assert_clean_failure(invoke("compress", img, "-m", cli_run, "-o", out, "--max-pixels", "1000"),
                                contains="48 (1,920 pixels), over the limit of 1,000 pixels")  # fmt: skip
     assert "--max-pixels" in err and "CODEC_MAX_PIXELS" in err
+    # An RGB PNG is read row by row (its size comes from its header); a JPEG goes through
+    # Pillow, whose guard refuses it at open (over twice the limit).
     err = assert_clean_failure(invoke("compress", img, "-m", cli_run, "-o", out,
+                                      env={"CODEC_MAX_PIXELS": "900"}),
+                               contains="is 40x48 (1,920 pixels), over the limit of 900 pixels")  # fmt: skip
+    jpeg = image_file("img.jpg", h=48, w=40)
+    err = assert_clean_failure(invoke("compress", jpeg, "-m", cli_run, "-o", out,
                                       env={"CODEC_MAX_PIXELS": "900"}),
                                contains="has 1,920 pixels, over the limit of 900 pixels")  # fmt: skip
     assert "DecompressionBomb" not in err

@@ -20,8 +20,9 @@ from codec_lab.corelib.codec import Codec
 from codec_lab.corelib.container import pack, tile_grid, unpack
 from codec_lab.corelib.errors import BitstreamError, ConfigError
 from codec_lab.corelib.files import decode_array, decode_bytes, decode_image, decode_to_png, encode_image
-from codec_lab.corelib.images import to_uint8
+from codec_lab.corelib.images import open_for_coding, open_rgb, to_uint8
 from codec_lab.corelib.metrics import quality
+from codec_lab.corelib.png_stream import PngRowReader
 from codec_lab.corelib.tiling import (
     DEFAULT_TILE,
     LARGE_TILE,
@@ -82,6 +83,19 @@ def test_uint8_input_and_output(trained_codec: Codec) -> None:
     assert np.array_equal(np.asarray(decode_image(trained_codec, data)), out)
     with pytest.raises(ValueError, match="uint8"):
         encode_image(trained_codec, arr.astype(np.float32), tile=32)
+
+
+def test_png_read_row_by_row_codes_as_pillows_image(trained_codec: Codec, tmp_path: Path) -> None:
+    """A PNG read by open_for_coding (rows as the tiles need them) codes to the same bytes as
+    the decoded Pillow image, tiled and as one tile."""
+    path = tmp_path / "in.png"
+    Image.fromarray(image_array(70, 90, seed=8)).save(path)
+    reader, notice = open_for_coding(path)
+    assert isinstance(reader, PngRowReader) and notice is None
+    pil, _ = open_rgb(path)
+    for tile in (32, 0):
+        assert encode_image(trained_codec, reader, tile=tile) == encode_image(trained_codec, pil, tile=tile)
+    reader.close()
 
 
 def test_png_written_tile_row_by_tile_row(trained_codec: Codec) -> None:
