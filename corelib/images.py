@@ -137,18 +137,25 @@ def open_rgb(path: str | Path, max_pixels: int | None = None) -> tuple[Image.Ima
     return im, notice
 
 
+_ROWS_FROM = 1 << 20
+"""PNGs above this many pixels (a 1024 x 1024 tile) are read row by row."""
+
+
 def open_for_coding(
     path: str | Path, max_pixels: int | None = None
 ) -> tuple[Image.Image | PngRowReader, str | None]:
-    """Open an image to compress: a non-interlaced 8-bit RGB PNG as a :class:`PngRowReader`
-    (rows are decoded as the tiles need them: a 50-megapixel PNG never sits in memory whole),
-    anything else as :func:`open_rgb` does. Both give the same pixels.
+    """Open an image to compress: a non-interlaced 8-bit RGB PNG of over a megapixel as a
+    :class:`PngRowReader` (rows are decoded as the tiles need them: a 50-megapixel PNG never
+    sits in memory whole), anything else as :func:`open_rgb` does. Both give the same pixels.
 
     Raises:
         ImageError: as :func:`open_rgb`.
     """
     p = Path(path)
     reader = PngRowReader.open(p) if p.is_file() else None
+    if reader is not None and reader.width * reader.height <= _ROWS_FROM:
+        reader.close()  # small enough to decode whole, faster (no compiled unfilter to load)
+        reader = None
     if reader is None:
         return open_rgb(p, max_pixels)
     h, w = reader.size

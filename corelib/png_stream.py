@@ -17,7 +17,6 @@ import zlib
 from pathlib import Path
 from typing import BinaryIO
 
-import numba
 import numpy as np
 
 from codec_lab.corelib.errors import ImageError
@@ -102,8 +101,20 @@ class PngRowWriter:
             self.fh.write(_chunk(b"IDAT", part))
 
 
-@numba.njit(cache=True, nogil=True)
-def _unfilter(raw, out, prev):  # compiled
+def _unfilter(raw: np.ndarray, out: np.ndarray, prev: np.ndarray) -> int:
+    """:func:`_unfilter_rows`, compiled on first use (numba is imported only by a reader)."""
+    global _compiled
+    if _compiled is None:
+        import numba
+
+        _compiled = numba.njit(cache=True, nogil=True)(_unfilter_rows)
+    return int(_compiled(raw, out, prev))
+
+
+_compiled = None
+
+
+def _unfilter_rows(raw, out, prev):  # type: ignore[no-untyped-def]  # compiled by numba
     """Undo the PNG filters of ``out.shape[0]`` scanlines ``raw`` (each a filter-type byte, then
     the row), 3 bytes a pixel, ``prev`` the row above the first; returns -1 or the first row
     whose filter type is not 0–4."""

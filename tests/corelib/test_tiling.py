@@ -16,6 +16,7 @@ import pytest
 import torch
 from PIL import Image
 
+from codec_lab.corelib import images
 from codec_lab.corelib.codec import Codec
 from codec_lab.corelib.container import pack, tile_grid, unpack
 from codec_lab.corelib.errors import BitstreamError, ConfigError
@@ -85,11 +86,14 @@ def test_uint8_input_and_output(trained_codec: Codec) -> None:
         encode_image(trained_codec, arr.astype(np.float32), tile=32)
 
 
-def test_png_read_row_by_row_codes_as_pillows_image(trained_codec: Codec, tmp_path: Path) -> None:
+def test_png_read_row_by_row_codes_as_pillows_image(trained_codec: Codec, tmp_path: Path,
+                                                    monkeypatch: pytest.MonkeyPatch) -> None:  # fmt: skip
     """A PNG read by open_for_coding (rows as the tiles need them) codes to the same bytes as
     the decoded Pillow image, tiled and as one tile."""
     path = tmp_path / "in.png"
     Image.fromarray(image_array(70, 90, seed=8)).save(path)
+    assert isinstance(open_for_coding(path)[0], Image.Image)  # a small image: decoded whole
+    monkeypatch.setattr(images, "_ROWS_FROM", 0)
     reader, notice = open_for_coding(path)
     assert isinstance(reader, PngRowReader) and notice is None
     pil, _ = open_rgb(path)
