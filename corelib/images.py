@@ -117,7 +117,7 @@ def open_rgb(path: str | Path, max_pixels: int | None = None) -> tuple[Image.Ima
     limit = max_pixels_limit(max_pixels)
     # Pillow refuses images over twice its limit at open and warns above it: with our limit as
     # its own, an image over ours is refused by us (below) or by it (caught here), never later.
-    Image.MAX_IMAGE_PIXELS = limit
+    before, Image.MAX_IMAGE_PIXELS = Image.MAX_IMAGE_PIXELS, limit  # Pillow's global: restored below
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", Image.DecompressionBombWarning)
@@ -132,6 +132,8 @@ def open_rgb(path: str | Path, max_pixels: int | None = None) -> tuple[Image.Ima
         raise _too_large(p, None, int(found.group(1)) if found else None, limit) from e
     except (UnidentifiedImageError, OSError, ValueError) as e:
         raise ImageError(f"cannot read image {p}: {e}", "pass a PNG or JPEG image") from e
+    finally:
+        Image.MAX_IMAGE_PIXELS = before
     if im is not opened:
         opened.close()
     return im, notice
