@@ -73,6 +73,11 @@ class TrainConfig:
         checkpoint_every: also checkpoint every this many optimizer steps inside an epoch
             (and of a trained coder's stage), so an interrupted build loses at most that many;
             null: at the end of every epoch (and every logged interval of the coder stage).
+        init: start from trained weights instead of random ones (fine-tuning, e.g. another
+            rate point of a trained model): a run folder (a finished run's weights, an
+            unfinished build's last checkpoint) or a shipped model's name. Its networks must
+            have this codec's layers and shapes; its rate settings may differ. The optimizer
+            starts afresh. null: random weights drawn from ``seed``.
     """
 
     epochs: int = 40
@@ -97,6 +102,7 @@ class TrainConfig:
     coder_batch_size: int | None = None
     time_limit: float | None = None
     checkpoint_every: int | None = None
+    init: str | None = None
 
     def check(self) -> None:
         """Refuse values out of range, naming the key."""
@@ -114,6 +120,9 @@ class TrainConfig:
                 raise ConfigError(f"train.{key} must be > 0, got {getattr(self, key)}")
         if self.time_limit is not None and not self.time_limit > 0:
             raise ConfigError(f"train.time_limit must be > 0 minutes or null, got {self.time_limit}")
+        if self.init is not None and (not isinstance(self.init, str) or not self.init.strip()):
+            raise ConfigError(f"train.init must be a run folder or a shipped model's name, got {self.init!r}",
+                              "pass e.g. --init runs/entropy-q3, or leave it null for random weights")
         if self.crop % 8:
             raise ConfigError(f"train.crop must be a multiple of 8, got {self.crop}")
         # MS-SSIM's five scales need a side > 2 * 16 even with the smallest (3-px) window.

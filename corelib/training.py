@@ -68,6 +68,9 @@ class TrainResult:
     """Optimizer steps of a trained coder's stage (0: none)."""
     main: bool = True
     """False in the other processes of a distributed build: only rank 0 evaluates and saves."""
+    notes: dict[str, Any] = field(default_factory=dict)
+    """Facts about the build's start, kept across resumes (e.g. ``init``: the weights it
+    started from), for the run's record."""
 
 
 @dataclass
@@ -163,6 +166,8 @@ class Trainer:
         fit_images: images whose hard codes fit the entropy coder (stage 2).
         run_dir: where ``train_log.csv`` and ``checkpoint.pt`` go (None: nowhere).
         progress: receives progress (bars, epoch lines).
+        notes: facts about the build's start (plain values), saved in every checkpoint and
+            returned in :attr:`TrainResult.notes`; a resumed build takes the checkpoint's.
     """
 
     def __init__(
@@ -173,8 +178,10 @@ class Trainer:
         fit_images: Sequence[Path] = (),
         run_dir: Path | None = None,
         progress: Progress | None = None,
+        notes: dict[str, Any] | None = None,
     ) -> None:
         self.codec = codec
+        self.notes = dict(notes or {})
         self.cfg = cfg
         self.sampler = sampler
         self.fit_images = list(fit_images)
@@ -260,6 +267,7 @@ class Trainer:
             "world": self.world,
             "sampler": self.sampler.state_dict(),
             "fit": fit,
+            "notes": self.notes,
             # Kept for readers of format 1 (tests, users' scripts): the last completed epoch.
             "epoch": loop.epoch,
             "step": loop.step,
@@ -286,6 +294,7 @@ class Trainer:
         loop.started = time.perf_counter() - loop.elapsed
         ctx.epoch, ctx.step = min(loop.epoch, self.total_epochs - 1), loop.step
         self.sampler.load_state_dict(ckpt["sampler"])
+        self.notes = dict(ckpt.get("notes") or self.notes)
         self._restore_rng(ckpt, loop.step)
         self._write_log(loop.history)
         return loop
@@ -372,7 +381,7 @@ class Trainer:
         codec.eval()
         return TrainResult(loop.step, self.total_epochs, loop.train_seconds, loop.fit_seconds,
                            list(loop.history), fit_images=loop.fit_images,
-                           fit_steps=loop.fit_steps)  # fmt: skip
+                           fit_steps=loop.fit_steps, notes=dict(self.notes))  # fmt: skip
 
     def _resume_line(self, stage: str, loop: _Loop) -> str:
         if stage == "train":

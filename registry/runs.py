@@ -10,6 +10,7 @@ from typing import Any
 
 import torch
 import yaml
+from safetensors.torch import load_file
 
 import codec_lab
 from codec_lab.corelib.checkpoint import CHECKPOINT, load_checkpoint
@@ -17,7 +18,7 @@ from codec_lab.corelib.codec import Codec
 from codec_lab.corelib.config import TrainConfig
 from codec_lab.corelib.data import CropSampler, training_images, validation_images
 from codec_lab.corelib.distributed import is_main
-from codec_lab.corelib.errors import OutputError, RunError
+from codec_lab.corelib.errors import ConfigError, OutputError, RunError
 from codec_lab.corelib.evaluation import evaluate
 from codec_lab.corelib.progress import Progress
 from codec_lab.corelib.render import markdown_table
@@ -31,15 +32,17 @@ from codec_lab.corelib.runs import (
     read_config,
     run_state,
     save_weights,
+    torch_load_checkpoint,
     write_json,
     write_text,
 )
 from codec_lab.corelib.training import Trainer, TrainResult
 from codec_lab.registry.components import Registry
 from codec_lab.registry.compose import build_codec, planned_shapes, smoke_test
+from codec_lab.registry.shipped_models import resolve
 
-__all__ = ["check_resumable", "check_run_dir_free", "describe", "load_run", "prepare_run_dir",
-           "resume_run", "run_info", "train_run"]
+__all__ = ["check_resumable", "check_run_dir_free", "describe", "init_weights", "load_run",
+           "prepare_run_dir", "resume_run", "run_info", "train_run"]
 
 
 def load_run(path: str | Path, registry: Registry | None = None) -> Codec:
@@ -52,6 +55,72 @@ def load_run(path: str | Path, registry: Registry | None = None) -> Codec:
     codec = build_codec(model, registry)
     load_weights(codec, run / "weights.safetensors")
     return codec.eval()
+
+
+def init_weights(codec: Codec, source: str) -> dict[str, Any]:
+    """Load the weights ``train.init`` names into ``codec``, to fine-tune them.
+
+    ``source`` is a run folder or a shipped model's name (:func:`resolve`): a finished run's
+    ``weights.safetensors``, or an unfinished build's last checkpoint. The layers and shapes
+    must be this codec's; the configuration may differ (another rate weight is the point).
+
+    Returns:
+        What was loaded, for ``run.json``: the source, its weights digest and, from a
+        checkpoint, the step it was written at.
+
+    Raises:
+        ConfigError: nothing to load there, or weights of another architecture.
+    """
+    where = resolve(source, option="train.init")
+    run = where.path
+    state = run_state(run)
+    facts: dict[str, Any] = {"from": where.label}
+    if state.status == "complete":
+        try:
+            tensors = load_file(str(run / "weights.safetensors"))
+        except Exception as e:  # safetensors raises its own error types
+            raise ConfigError(f"train.init: {run / 'weights.safetensors'} is damaged: {e}",
+                              "pass another run, or rebuild that one") from e  # fmt: skip
+    elif state.status == "interrupted" and state.checkpoint:
+        try:
+            ckpt = torch_load_checkpoint(run / CHECKPOINT)
+        except Exception as e:  # torch raises many types for a damaged file
+            raise ConfigError(f"train.init: {run / CHECKPOINT} cannot be read: {e}",
+                              "pass another run, or resume that build to repair its checkpoint") from e
+        tensors = ckpt.get("model") or {}
+        facts["step"] = int((ckpt.get("loop") or {}).get("step", ckpt.get("step", 0)))
+    else:
+        raise ConfigError(f"train.init: {run} has no weights to start from ({state.detail or state.status})",
+                          "pass a run folder from `codec build` (finished, or with a checkpoint) "
+                          "or a shipped model's name (`codec models`)")  # fmt: skip
+    try:
+        codec.load_state_dict(tensors, strict=True, check_config=False)
+    except RuntimeError as e:
+        raise ConfigError(f"train.init: the weights of {where.label} do not fit this codec "
+                          f"({_misfit(codec.state_dict(), tensors)})",
+                          "start from a run with the same encoder, decoder, quantizer, rate and coder "
+                          "plugins and sizes (only settings such as the rate weight may differ)") from e
+    facts["weights_digest"] = codec.weights_digest()
+    return facts
+
+
+def _misfit(ours: dict[str, torch.Tensor], theirs: dict[str, torch.Tensor]) -> str:
+    """How two state dicts differ, in a line: counts and one example of each difference."""
+    skip = {"config_digest"}
+    missing = sorted(set(ours) - set(theirs) - skip)
+    extra = sorted(set(theirs) - set(ours) - skip)
+    shaped = sorted(k for k in set(ours) & set(theirs) - skip
+                    if tuple(ours[k].shape) != tuple(theirs[k].shape))  # fmt: skip
+    parts = []
+    if shaped:
+        k = shaped[0]
+        parts.append(f"{len(shaped)} tensor(s) of another shape, e.g. {k}: {tuple(theirs[k].shape)} "
+                     f"there, {tuple(ours[k].shape)} here")
+    if missing:
+        parts.append(f"{len(missing)} missing, e.g. {missing[0]}")
+    if extra:
+        parts.append(f"{len(extra)} not in this codec, e.g. {extra[0]}")
+    return "; ".join(parts) or "the tensors differ"
 
 
 def describe(codec: Codec, patch: int = 128) -> dict[str, Any]:
@@ -246,6 +315,13 @@ def _execute(
     """Train (or continue training) the codec of ``config`` in ``out`` and write the run."""
     torch.manual_seed(train_cfg.seed)  # the initial weights are part of what the seed reproduces
     codec = build_codec(config["model"], registry)
+    # A resumed build's checkpoint holds its weights (and the record of its start).
+    notes = {"init": init_weights(codec, train_cfg.init)} if train_cfg.init and ckpt is None else {}
+    if progress is not None and "init" in notes:
+        step = notes["init"].get("step")
+        progress.message(f"starting from the weights of {notes['init']['from']}"
+                         f"{f' (its checkpoint at step {step})' if step is not None else ''}, "
+                         f"digest {notes['init']['weights_digest']}")  # fmt: skip
     data = config["data"]
     train_paths = training_images(data["train"])
     val_paths = validation_images(data["val"])
@@ -253,7 +329,7 @@ def _execute(
     if is_main():  # in a distributed build rank 0 owns the run folder
         prepare()
     trainer = Trainer(codec, train_cfg, sampler, fit_images=train_paths, run_dir=out,
-                      progress=progress)  # fmt: skip
+                      progress=progress, notes=notes)  # fmt: skip
     result = trainer.run(resume=ckpt)
     if not result.main:  # another process of a distributed build: rank 0 evaluates and saves
         return codec, result, Results()
@@ -275,6 +351,7 @@ def _execute(
         fit_steps=result.fit_steps,
         train_images=len(train_paths),
         rate=codec.rate.extra_state_info(),
+        **result.notes,
     ), overwrite=True)
     write_text(out / "report.md", _report(config, codec, result, ev), overwrite=True)
     # Last: a folder with weights is a finished run (`check_run_dir`), one without is resumable.

@@ -31,7 +31,14 @@ from codec_lab.corelib.runs import config_matches, read_config, run_state
 from codec_lab.corelib.training import TrainResult
 from codec_lab.registry.components import Registry
 from codec_lab.registry.compose import assemble_config, build_codec
-from codec_lab.registry.runs import check_resumable, check_run_dir_free, describe, resume_run, train_run
+from codec_lab.registry.runs import (
+    check_resumable,
+    check_run_dir_free,
+    describe,
+    init_weights,
+    resume_run,
+    train_run,
+)
 
 
 @handle_errors
@@ -55,6 +62,10 @@ def build(
     coder: Annotated[str | None, typer.Option(help="Entropy-coder plugin.")] = None,
     decoder: Annotated[str | None, typer.Option(help="Decoder plugin.")] = None,
     device: Annotated[str | None, typer.Option(help="auto | cpu | cuda.")] = None,
+    init: Annotated[str | None, typer.Option(
+        "--init", metavar="RUN",
+        help="Start from the weights of a trained run or shipped model (fine-tuning, e.g. another "
+             "rate point): same networks, other settings allowed. Sets train.init.")] = None,
     dry_run: Annotated[bool, typer.Option(
         "--dry-run", help="Print the composed codec and config; do not train.")] = False,
     as_json: Annotated[bool, typer.Option("--json", help="With --dry-run: print JSON.")] = False,
@@ -80,6 +91,7 @@ def build(
       codec build --rate admm --data ../shared/data/bsds500/train --out runs/admm1 --preset cpu
       codec build --rate admm --set model.rate.keep=0.2 --dry-run
       codec build --resume runs/admm1
+      codec build --rate entropy --init entropy-q3 --set model.rate.weight=300 --steps 2000
       codec build --rate entropy --nproc 2 --data ../shared/data/bsds500/train
 
     A build checkpoints every epoch (and every train.checkpoint_every steps): killed at any
@@ -90,7 +102,8 @@ def build(
         given = [flag for flag, v in (("--rate", rate), ("--preset", preset), ("--data", data),
                                       ("--val", val), ("--steps", steps), ("--config", config),
                                       ("--set", set_), ("--encoder", encoder), ("--quantizer", quantizer),
-                                      ("--coder", coder), ("--decoder", decoder), ("--dry-run", dry_run),
+                                      ("--coder", coder), ("--decoder", decoder), ("--init", init),
+                                      ("--dry-run", dry_run),
                                       ("--force", force)) if v]  # fmt: skip
         if out_dir is not None and out_dir.resolve() != resume.resolve():
             given.append("--out")
@@ -101,7 +114,7 @@ def build(
         _resume(resume, registry, device, nproc)
         return
     file_cfg = load_yaml(config) if config else {}
-    train_over = {k: v for k, v in {"steps": steps, "device": device}.items() if v is not None}
+    train_over = {k: v for k, v in {"steps": steps, "device": device, "init": init}.items() if v is not None}
     data_over = {k: str(v) for k, v in {"train": data, "val": val}.items() if v is not None}
     cfg = assemble_config(
         registry,
@@ -145,13 +158,15 @@ def build(
         # Checked here, so that a mistake is one line rather than N failing workers.
         check_run_dir_free(out_dir, force)
         check_batch_split(cfg["train"]["batch_size"], nproc)
+        if cfg["train"].get("init"):
+            init_weights(build_codec(cfg["model"], registry), cfg["train"]["init"])
         training_images(cfg["data"]["train"])
         validation_images(cfg["data"]["val"])
         _notices(cfg)
         raise typer.Exit(launch(nproc, _build_args(
             rate=rate, preset=preset, data=data, val=val, steps=steps, config=config, sets=set_,
             encoder=encoder, quantizer=quantizer, coder=coder, decoder=decoder, device=device,
-            force=force, out_dir=out_dir), out_dir))  # fmt: skip
+            init=init, force=force, out_dir=out_dir), out_dir))  # fmt: skip
     # Every process of a distributed build writes to rank 0's folder (its checks passed).
     out_dir = broadcast_object(out_dir)
     if not is_main():

@@ -90,6 +90,12 @@ def test_validate_sections_converts_int_to_float() -> None:
     assert train.lr == 1.0 and isinstance(train.lr, float) and train.epochs == 3
 
 
+def test_validate_sections_reads_exponents_without_a_dot() -> None:
+    # YAML 1.1 reads 1e-4 as a string; --set train.lr=1e-4 is how people write it.
+    train, _ = validate_sections({"train": parse_sets(["train.lr=1e-4", "train.aux_lr=2.5E-3"])["train"]})
+    assert train.lr == 1e-4 and train.aux_lr == 2.5e-3
+
+
 def test_unknown_section_suggests() -> None:
     with pytest.raises(ConfigError, match="unknown config section 'trian'.*did you mean 'train'"):
         validate_sections({"trian": {}})
@@ -114,6 +120,9 @@ def test_unknown_train_key_suggests() -> None:
         ({"steps": 0}, r"train\.steps must be >= 1 or null"),
         ({"lr": 0}, r"train\.lr must be > 0"),
         ({"crop": 60}, r"train\.crop must be a multiple of 8"),
+        ({"lr": "1e"}, r"train\.lr: expected float"),
+        ({"init": ""}, r"train\.init must be a run folder"),
+        ({"init": 3}, r"train\.init: expected str \| null"),
     ],
 )
 def test_bad_train_values(train: dict, match: str) -> None:

@@ -10,11 +10,14 @@ import os
 from pathlib import Path
 
 import numpy as np
+import yaml
 from PIL import Image
 
 from codec_lab.corelib.container import unpack
 from codec_lab.corelib.images import sample_images
-from codec_lab.registry.runs import load_run
+from codec_lab.registry.components import Registry
+from codec_lab.registry.compose import build_codec
+from codec_lab.registry.runs import init_weights, load_run
 from codec_lab.registry.shipped_models import (
     DEFAULT_FAMILY,
     QUALITIES,
@@ -90,3 +93,14 @@ def test_compress_with_no_model_uses_the_default(tmp_path: Path) -> None:
     result = invoke("compress", photo, "-o", tmp_path / "photo.cdl")
     assert result.exit_code == 0, result.stderr
     assert unpack((tmp_path / "photo.cdl").read_bytes())[0].digest == default_model().model_digest
+
+
+def test_a_shipped_model_starts_a_fine_tuning_build() -> None:
+    # `codec build --init entropy-q3 --set model.rate.weight=…` trains another rate point from it
+    model = default_model()
+    run = verify(model)
+    config = yaml.safe_load((run / "config.yaml").read_text())
+    config["model"]["rate"]["weight"] = 2 * config["model"]["rate"]["weight"]
+    codec = build_codec(config["model"], Registry())
+    facts = init_weights(codec, model.name)
+    assert facts == {"from": model.name, "weights_digest": model.model_digest}
