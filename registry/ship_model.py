@@ -90,7 +90,8 @@ def _training(info: dict[str, Any], config: dict[str, Any]) -> dict[str, Any]:
     return {"steps": info.get("steps"), "epochs": info.get("epochs"), "seconds": round(train_s + fit_s, 1),
             "train_seconds": train_s, "fit_seconds": fit_s, "preset": config.get("preset"),
             "images": info.get("train_images"), "data": (config.get("data") or {}).get("train"),
-            "codec_lab": info.get("codec_lab"), "torch": info.get("torch")}  # fmt: skip
+            "codec_lab": info.get("codec_lab"), "torch": info.get("torch"),
+            **({"init": info["init"]} if isinstance(info.get("init"), dict) else {})}  # fmt: skip
 
 
 def _copy_into(staging: Path, run: Path) -> None:

@@ -27,7 +27,11 @@ def _tail(folder: str) -> str:
 
 def _trained(m: ShippedModel) -> str:
     t = m.training
-    parts = [f"{t['steps']:,} steps" if isinstance(t.get("steps"), int) else None,
+    init = t.get("init") if isinstance(t.get("init"), dict) else {}
+    start = (f" from a {init['step']:,}-step build" if isinstance(init.get("step"), int)
+             else f" from {init['from']}" if init.get("from") else "")  # fmt: skip
+    parts = [f"{t['steps']:,} steps" + (f" fine-tuned{start}" if init else "")
+             if isinstance(t.get("steps"), int) else None,
              f"{t['seconds'] / 60:.0f} min" if isinstance(t.get("seconds"), (int, float)) else None,
              f"{t['preset']} preset" if t.get("preset") else None,
              f"on {_tail(str(t['data']))}" if t.get("data") else None]  # fmt: skip

@@ -15,6 +15,7 @@ import pytest
 from PIL import Image
 
 from codec_lab.corelib.container import unpack
+from codec_lab.registry import ship_model
 from codec_lab.registry.shipped_models import DEFAULT_FAMILY, DEFAULT_QUALITY, family_point
 from tests.cli.conftest import assert_clean_failure, invoke
 
@@ -153,3 +154,16 @@ def test_compare_takes_a_shipped_run(family: Path, tmp_path: Path) -> None:
     assert result.exit_code == 0, result.stderr
     assert f"run-{Q1}" in result.stdout
     assert_clean_failure(invoke("compare", "--run", "nope", "--dry-run"), contains="--run 'nope'")
+
+
+def test_models_says_which_model_was_fine_tuned(shipped: Path, trained_run: Path, tmp_path: Path) -> None:
+    # a run started with --init keeps that in run.json; shipping carries it into the index
+    run = tmp_path / "fine"
+    shutil.copytree(trained_run, run)
+    info = json.loads((run / "run.json").read_text())
+    info["init"] = {"from": "runs/base", "weights_digest": "0" * 16, "step": 9120}
+    (run / "run.json").write_text(json.dumps(info))
+    ship_model.ship(run, "fine", command="codec build --init runs/base --out runs/fine")
+    rows = json.loads(invoke("models", "--json").stdout)
+    assert rows[0]["training"]["init"] == info["init"]
+    assert "fine-tuned from a 9,120-step build" in invoke("models").stdout
