@@ -57,12 +57,13 @@ def load_run(path: str | Path, registry: Registry | None = None) -> Codec:
     return codec.eval()
 
 
-def init_weights(codec: Codec, source: str) -> dict[str, Any]:
+def init_weights(codec: Codec, source: str, preset: str | None = None) -> dict[str, Any]:
     """Load the weights ``train.init`` names into ``codec``, to fine-tune them.
 
     ``source`` is a run folder or a shipped model's name (:func:`resolve`): a finished run's
     ``weights.safetensors``, or an unfinished build's last checkpoint. The layers and shapes
     must be this codec's; the configuration may differ (another rate weight is the point).
+    ``preset``: this build's, named in the error when the source was built with another.
 
     Returns:
         What was loaded, for ``run.json``: the source, its weights digest and, from a
@@ -96,10 +97,13 @@ def init_weights(codec: Codec, source: str) -> dict[str, Any]:
     try:
         codec.load_state_dict(tensors, strict=True, check_config=False)
     except RuntimeError as e:
+        theirs = (read_config(run).get("preset") if (run / "config.yaml").is_file() else None)
+        hint = (f"{where.label} was built with --preset {theirs}, this build uses {preset}: pass "
+                f"--preset {theirs}" if theirs and preset and theirs != preset else
+                "start from a run with the same encoder, decoder, quantizer, rate and coder "
+                "plugins and sizes (only settings such as the rate weight may differ)")  # fmt: skip
         raise ConfigError(f"train.init: the weights of {where.label} do not fit this codec "
-                          f"({_misfit(codec.state_dict(), tensors)})",
-                          "start from a run with the same encoder, decoder, quantizer, rate and coder "
-                          "plugins and sizes (only settings such as the rate weight may differ)") from e
+                          f"({_misfit(codec.state_dict(), tensors)})", hint) from e
     facts["weights_digest"] = codec.weights_digest()
     return facts
 
@@ -316,7 +320,8 @@ def _execute(
     torch.manual_seed(train_cfg.seed)  # the initial weights are part of what the seed reproduces
     codec = build_codec(config["model"], registry)
     # A resumed build's checkpoint holds its weights (and the record of its start).
-    notes = {"init": init_weights(codec, train_cfg.init)} if train_cfg.init and ckpt is None else {}
+    notes = ({"init": init_weights(codec, train_cfg.init, config.get("preset"))}
+             if train_cfg.init and ckpt is None else {})  # fmt: skip
     if progress is not None and "init" in notes:
         step = notes["init"].get("step")
         progress.message(f"starting from the weights of {notes['init']['from']}"

@@ -91,7 +91,7 @@ def build(
       codec build --rate admm --data ../shared/data/bsds500/train --out runs/admm1 --preset cpu
       codec build --rate admm --set model.rate.keep=0.2 --dry-run
       codec build --resume runs/admm1
-      codec build --rate entropy --init entropy-q3 --set model.rate.weight=300 --steps 2000
+      codec build --rate entropy --preset cpu --init entropy-q3 --set model.rate.weight=300
       codec build --rate entropy --nproc 2 --data ../shared/data/bsds500/train
 
     A build checkpoints every epoch (and every train.checkpoint_every steps): killed at any
@@ -159,7 +159,7 @@ def build(
         check_run_dir_free(out_dir, force)
         check_batch_split(cfg["train"]["batch_size"], nproc)
         if cfg["train"].get("init"):
-            init_weights(build_codec(cfg["model"], registry), cfg["train"]["init"])
+            init_weights(build_codec(cfg["model"], registry), cfg["train"]["init"], cfg.get("preset"))
         training_images(cfg["data"]["train"])
         validation_images(cfg["data"]["val"])
         _notices(cfg)

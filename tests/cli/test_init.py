@@ -85,3 +85,11 @@ def test_init_refuses_what_it_cannot_load(cli_run: Path, data_dirs: dict[str, Pa
     # --resume continues with the run's own start
     assert_clean_failure(invoke("build", "--resume", cli_run, "--init", cli_run),
                          contains="--init cannot change it")  # fmt: skip
+
+
+def test_init_names_the_preset_a_shipped_model_needs(tmp_path: Path) -> None:
+    # the shipped models are `cpu`-preset networks; the default preset is `quick`
+    out = tmp_path / "out"
+    result = invoke("build", "--rate", "entropy", "--init", "entropy-q3", "--steps", "1", "--out", out)
+    assert_clean_failure(result, contains="built with --preset cpu, this build uses quick: pass --preset cpu")
+    assert not out.exists()
