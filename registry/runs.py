@@ -32,7 +32,6 @@ from codec_lab.corelib.runs import (
     read_config,
     run_state,
     save_weights,
-    torch_load_checkpoint,
     write_json,
     write_text,
 )
@@ -83,13 +82,9 @@ def init_weights(codec: Codec, source: str, preset: str | None = None) -> dict[s
             raise ConfigError(f"train.init: {run / 'weights.safetensors'} is damaged: {e}",
                               "pass another run, or rebuild that one") from e  # fmt: skip
     elif state.status == "interrupted" and state.checkpoint:
-        try:
-            ckpt = torch_load_checkpoint(run / CHECKPOINT)
-        except Exception as e:  # torch raises many types for a damaged file
-            raise ConfigError(f"train.init: {run / CHECKPOINT} cannot be read: {e}",
-                              "pass another run, or resume that build to repair its checkpoint") from e
-        tensors = ckpt.get("model") or {}
-        facts["step"] = int((ckpt.get("loop") or {}).get("step", ckpt.get("step", 0)))
+        ckpt = load_checkpoint(run / CHECKPOINT)  # a damaged one: its own clear error
+        tensors = ckpt["model"]
+        facts["step"] = int(ckpt["step"])
     else:
         raise ConfigError(f"train.init: {run} has no weights to start from ({state.detail or state.status})",
                           "pass a run folder from `codec build` (finished, or with a checkpoint) "
