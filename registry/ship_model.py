@@ -84,6 +84,32 @@ def _metrics(run: Path, config: dict[str, Any]) -> dict[str, Any]:
             "ms_ssim": round(means["ms-ssim"], 6) if means.get("ms-ssim") is not None else None}  # fmt: skip
 
 
+def _init_chain(init: dict[str, Any]) -> dict[str, Any]:
+    """``init`` of a fine-tuned run, with the earlier fine-tuning rounds it rests on: where the
+    source run is still on disk and was itself started with ``--init``, its steps are added to
+    ``rounds`` (oldest first) and the walk goes on to its source; ``base`` is where the chain
+    starts (a build's checkpoint or a run not started from another)."""
+    rounds: list[dict[str, Any]] = []
+    cur, seen = init, set()
+    while isinstance(cur.get("from"), str) and cur["from"] not in seen:
+        seen.add(cur["from"])
+        path = Path(cur["from"]) / "run.json"
+        try:
+            doc = json.loads(path.read_text())
+        except (OSError, UnicodeDecodeError, json.JSONDecodeError):
+            break
+        earlier = doc.get("init") if isinstance(doc, dict) else None
+        if not (isinstance(earlier, dict) and isinstance(doc.get("steps"), int)):
+            break
+        seconds = float(doc.get("train_seconds") or 0) + float(doc.get("fit_seconds") or 0)
+        rounds.insert(0, {"run": Path(cur["from"]).name, "steps": doc["steps"], "seconds": round(seconds, 1)})
+        cur = earlier
+    if not rounds:
+        return init
+    base = {k: cur[k] for k in ("from", "step") if k in cur}
+    return {**init, "rounds": rounds, "base": base}
+
+
 def _training(info: dict[str, Any], config: dict[str, Any]) -> dict[str, Any]:
     train_s = float(info.get("train_seconds") or 0)
     fit_s = float(info.get("fit_seconds") or 0)
@@ -91,7 +117,8 @@ def _training(info: dict[str, Any], config: dict[str, Any]) -> dict[str, Any]:
             "train_seconds": train_s, "fit_seconds": fit_s, "preset": config.get("preset"),
             "images": info.get("train_images"), "data": (config.get("data") or {}).get("train"),
             "codec_lab": info.get("codec_lab"), "torch": info.get("torch"),
-            **({"init": info["init"]} if isinstance(info.get("init"), dict) else {})}  # fmt: skip
+            **({"init": _init_chain(info["init"])}
+               if isinstance(info.get("init"), dict) else {})}  # fmt: skip
 
 
 def _copy_into(staging: Path, run: Path) -> None:

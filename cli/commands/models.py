@@ -25,14 +25,29 @@ def _tail(folder: str) -> str:
     return "/".join(folder.rstrip("/").split("/")[-2:])
 
 
+def _fine_tuned(init: dict[str, object], steps: int) -> str:
+    """``N steps fine-tuned [in R rounds] from …``: every round since the base, where known."""
+    rounds = [r for r in init.get("rounds") or [] if isinstance(r, dict) and isinstance(r.get("steps"), int)]
+    start = init.get("base") if rounds and isinstance(init.get("base"), dict) else init
+    assert isinstance(start, dict)
+    origin = (f" from a {start['step']:,}-step build" if isinstance(start.get("step"), int)
+              else f" from {start['from']}" if start.get("from") else "")  # fmt: skip
+    total = steps + sum(int(r["steps"]) for r in rounds)
+    return f"{total:,} steps fine-tuned" + (f" in {len(rounds) + 1} rounds" if rounds else "") + origin
+
+
+def _seconds(training: dict[str, object], init: dict[str, object]) -> float:
+    """Training time, every fine-tuning round's included (not the base build's)."""
+    rounds = [r for r in init.get("rounds") or [] if isinstance(r, dict)]
+    return float(training["seconds"]) + sum(float(r.get("seconds") or 0) for r in rounds)  # type: ignore[arg-type]
+
+
 def _trained(m: ShippedModel) -> str:
     t = m.training
     init = t.get("init") if isinstance(t.get("init"), dict) else {}
-    start = (f" from a {init['step']:,}-step build" if isinstance(init.get("step"), int)
-             else f" from {init['from']}" if init.get("from") else "")  # fmt: skip
-    parts = [f"{t['steps']:,} steps" + (f" fine-tuned{start}" if init else "")
+    parts = [(_fine_tuned(init, t["steps"]) if init else f"{t['steps']:,} steps")
              if isinstance(t.get("steps"), int) else None,
-             f"{t['seconds'] / 60:.0f} min" if isinstance(t.get("seconds"), (int, float)) else None,
+             f"{_seconds(t, init) / 60:.0f} min" if isinstance(t.get("seconds"), (int, float)) else None,
              f"{t['preset']} preset" if t.get("preset") else None,
              f"on {_tail(str(t['data']))}" if t.get("data") else None]  # fmt: skip
     return ", ".join(p for p in parts if p) or "–"

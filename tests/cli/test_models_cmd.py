@@ -167,3 +167,26 @@ def test_models_says_which_model_was_fine_tuned(shipped: Path, trained_run: Path
     rows = json.loads(invoke("models", "--json").stdout)
     assert rows[0]["training"]["init"] == info["init"]
     assert "fine-tuned from a 9,120-step build" in invoke("models").stdout
+
+
+def test_models_counts_every_fine_tuning_round(shipped: Path, trained_run: Path, tmp_path: Path,
+                                               monkeypatch: pytest.MonkeyPatch) -> None:  # fmt: skip
+    # base checkpoint → round a (1,000 steps) → round b (500) → the shipped run: each round's
+    # run.json names the one before; the index keeps the chain, the table counts it
+    monkeypatch.chdir(tmp_path)
+    info = json.loads((trained_run / "run.json").read_text())
+    digest = "0" * 16
+    chain = [("a", 1000, {"from": "runs/base", "weights_digest": digest, "step": 9120}),
+             ("b", 500, {"from": "runs/a", "weights_digest": digest}),
+             ("c", info["steps"], {"from": "runs/b", "weights_digest": digest})]  # fmt: skip
+    for name, steps, init in chain:
+        shutil.copytree(trained_run, tmp_path / "runs" / name)
+        doc = {**info, "steps": steps, "init": init, "train_seconds": 600.0, "fit_seconds": 0.0}
+        (tmp_path / "runs" / name / "run.json").write_text(json.dumps(doc))
+    ship_model.ship("runs/c", "fine", command="codec build --init runs/b --out runs/c")
+    init = json.loads(invoke("models", "--json").stdout)[0]["training"]["init"]
+    assert init["from"] == "runs/b"
+    assert [(r["run"], r["steps"]) for r in init["rounds"]] == [("a", 1000), ("b", 500)]
+    assert init["base"] == {"from": "runs/base", "step": 9120}
+    out = " ".join(invoke("models").stdout.split())
+    assert f"{1500 + info['steps']:,} steps fine-tuned in 3 rounds from a 9,120-step build, 30 min," in out
