@@ -17,7 +17,9 @@ runs): every coder codes the very same symbols. Measured, per coder:
   checked), one full-tensor pass of the same networks for scale, and the decode time of
   ``tcae`` and ``inclined-tcae`` on one ``--crop``² crop (speed-up).
 
-Coding runs single-threaded (as the coders always do, for thread-count-independent files).
+Coding runs on torch's thread count (``OMP_NUM_THREADS=1`` for one thread): the coders keep
+torch's part of the path on one thread and share an inclined plane's blocks among the threads,
+each probability computed whole by one thread, so the files do not depend on the count.
 """
 
 from __future__ import annotations

@@ -1,18 +1,20 @@
 """Decode speed of ``inclined-tcae`` against the symbol-by-symbol ``tcae``, without a trained run.
 
     OMP_NUM_THREADS=1 python -m bench.wavefront_speed [--codes importance admm] [--size 256]
-        [--no-tcae] [--compare-rev HEAD] [--repeat 3] [--profile] [--md out.md]
+        [--threads 1 2] [--no-tcae] [--compare-rev HEAD] [--repeat 3] [--profile] [--md out.md]
 
 Builds both coders at the paper's (TPAMI) network size (width 8 per code channel, a 32-wide
 map network, three residual blocks, kernel 5, output kernel 3) with seeded random, non-zero
 weights for the latent of one ``--size``² crop (1/8 resolution), draws random symbols and
-times, through the coders' own ``encode`` / ``decode`` (single-threaded, as they always code),
+times, through the coders' own ``encode`` / ``decode`` (one thread unless ``--threads`` says more),
 every stream of the code, decoded symbols checked against the originals:
 
 * ``full pass``: one full-tensor pass of the same networks (what ``likelihoods()`` costs);
 * ``inclined-tcae`` encode and decode (best of ``--repeat``; the first encode also arranges
-  the networks' weights for the kernel, which later calls reuse: printed apart);
-* ``tcae`` decode (C·H·W steps; timed once, after one encode);
+  the networks' weights for the kernel, which later calls reuse: printed apart), at each
+  ``--threads`` count (the coders' thread count is torch's at the call: a plane's blocks are
+  shared among them; the files are checked identical across counts);
+* ``tcae`` decode (C·H·W steps, one symbol each, so one thread; timed once, after one encode);
 * with ``--compare-rev REV``: the same with the wavefront and kernel modules of git revision
   ``REV`` (read with ``git show``; that kernel compiled into a temporary folder, ~12 s), in
   the same process, interleaved with the current one.
@@ -142,15 +144,18 @@ def _wavefront_of(rev: str) -> type:
 
 
 @contextlib.contextmanager
-def _using(wavefront: type | None) -> Iterator[None]:
-    """Run the coders with another ``Wavefront`` class (None: the current one)."""
-    current = wavefront_module.Wavefront
-    if wavefront is not None:
-        wavefront_module.Wavefront = wavefront  # type: ignore[misc]
+def _using(wavefront: type | None, threads: int = 1) -> Iterator[None]:
+    """Run the coders with another ``Wavefront`` class (None: the current one), torch (and so
+    the coders) on ``threads`` threads."""
+    current, before = wavefront_module.Wavefront, torch.get_num_threads()
+    if wavefront is not None:  # an older Wavefront may not take a thread count
+        wavefront_module.Wavefront = lambda net, h, w, cond=None, threads=1: wavefront(net, h, w, cond)  # type: ignore[misc,assignment]
+    torch.set_num_threads(threads)
     try:
         yield
     finally:
         wavefront_module.Wavefront = current  # type: ignore[misc]
+        torch.set_num_threads(before)
 
 
 def _code(code: str, args: argparse.Namespace, old: type | None) -> list[list[object]]:
@@ -163,19 +168,28 @@ def _code(code: str, args: argparse.Namespace, old: type | None) -> list[list[ob
     inclined = _coder(InclinedTcaeCoder, specs, args.seed + 10)
     full = min(_full_pass(inclined, streams) for _ in range(args.repeat))
     rev = args.compare_rev
-    variants = [("", None)] + ([(f" @{rev}", old)] if old is not None else [])
+    many = [t for t in args.threads if t > 1]
+    variants = [("", None, 1)] + [(f", {t} threads", None, t) for t in many]
+    variants += [(f" @{rev}", old, 1)] if old is not None else []
     best: dict[str, tuple[float, float]] = {}
+    files: dict[str, list[bytes]] = {}
     t0 = time.perf_counter()
     for net in inclined.nets.values():
         wavefront_module._Tables(net)
     print(f"{code}: weights arranged for the kernel (once per network) in {time.perf_counter() - t0:.3f} s")
     for _ in range(args.repeat):  # variants interleaved: each sees the same load
-        for label, wf in variants:
-            with _using(wf):
+        for label, wf, threads in variants:
+            with _using(wf, threads):
                 enc, data = _encode(inclined, streams)
                 dec = _decode(inclined, streams, data)
+            files[label] = data
             e0, d0 = best.get(label, (float("inf"), float("inf")))
             best[label] = (min(e0, enc), min(d0, dec))
+    for label, wf, _ in variants:
+        if wf is None and files[label] != files[""]:
+            raise SystemExit(f"{code}: inclined-tcae files{label} differ from one thread's")
+    if many:
+        print(f"{code}: inclined-tcae files identical at 1 and {', '.join(map(str, many))} threads")
     if old is not None:
         with _using(old):
             _, before = _encode(inclined, streams)
@@ -191,12 +205,13 @@ def _code(code: str, args: argparse.Namespace, old: type | None) -> list[list[ob
     tcae: dict[str, float] = {}
     if not args.no_tcae:  # once each: C·H·W steps
         raster = _coder(TcaeCoder, specs, args.seed + 10)
-        for label, wf in variants:
-            with _using(wf):
-                _, data = _encode(raster, streams)
-                tcae[label] = _decode(raster, streams, data)
+        for label, wf, threads in variants:
+            if threads == 1:
+                with _using(wf):
+                    _, data = _encode(raster, streams)
+                    tcae[label] = _decode(raster, streams, data)
     rows: list[list[object]] = []
-    for label, _ in variants:
+    for label, _, _ in variants:
         if label in tcae:
             rows.append([code, f"tcae{label}", steps["raster"], "–", f"{tcae[label]:.2f}", "–", "–"])
     ref = tcae.get("", float("nan"))
@@ -216,6 +231,7 @@ def main() -> None:
     ap.add_argument("--codes", nargs="+", default=["importance", "admm"], choices=["importance", "admm"])
     ap.add_argument("--size", type=int, default=256, help="crop size in pixels (latent: size / 8)")
     ap.add_argument("--repeat", type=int, default=3, help="inclined encode/decode repetitions (best kept)")
+    ap.add_argument("--threads", type=int, nargs="+", default=[1], help="inclined-tcae thread counts to time")
     ap.add_argument("--no-tcae", action="store_true", help="skip the (slow) tcae encode and decode")
     ap.add_argument("--compare-rev", help="also time both coders with this git revision's wavefront code")
     ap.add_argument("--profile", action="store_true", help="top operators of one inclined decode")
@@ -230,8 +246,8 @@ def main() -> None:
     rows = [row for code in args.codes for row in _code(code, args, old)]
     grid = args.size // 8
     md = print_table(
-        f"Coding time on a {args.size}² crop's latent ({grid}×{grid}), one thread, paper-size networks, "
-        "random weights (s; inclined-tcae and the full pass: best of the repetitions)",
+        f"Coding time on a {args.size}² crop's latent ({grid}×{grid}), one thread unless said, "
+        "paper-size networks, random weights (s; inclined-tcae and the full pass: best of the repetitions)",
         ["codes", "coder", "steps", "encode s", "decode s", "decode / full pass", "decode speed-up vs tcae"],
         rows,
     )  # fmt: skip

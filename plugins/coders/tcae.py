@@ -13,8 +13,10 @@ are quantized to integer frequencies and rANS-coded (constriction).
   the inclined order is measured against, not a coder for everyday use.
 
 Both sides compute every probability through the same step-by-step path
-(:mod:`…common.wavefront`), single-threaded so a file decodes at any thread count (a
-different thread count changes how a matrix product rounds). A stream is conditioned on what
+(:mod:`…common.wavefront`), each probability computed whole by one thread in a fixed order
+(never torch's multi-threaded products, whose rounding depends on the thread count), so a file
+decodes at any thread count; ``inclined-tcae`` shares a plane's blocks among the caller's
+threads. A stream is conditioned on what
 its decoder knows before reading it — its mask, and the streams coded before it (the
 importance map for the code) — through an ordinary convolution added to the first layer.
 Masked positions are never coded and read as 0. ``likelihoods`` (training, estimates) use one
@@ -58,13 +60,15 @@ MAX_ALPHABET = 256
 
 
 @contextlib.contextmanager
-def _one_thread() -> Iterator[None]:
-    """Run the probability path single-threaded: the same bits at any thread count."""
+def _one_thread() -> Iterator[int]:
+    """Run torch's part of the probability path single-threaded (the same bits at any thread
+    count); yields the caller's thread count, which the wavefront kernel may use (its results
+    do not depend on it)."""
     before = torch.get_num_threads()
     torch.set_num_threads(1)
     try:
         with torch.no_grad():
-            yield
+            yield before
     finally:
         torch.set_num_threads(before)
 
@@ -241,9 +245,11 @@ class TcaeCoder(EntropyCoder):
         context: Context | None,
         symbols: torch.Tensor | None,
         reader: AnsReader | None,
+        threads: int = 1,
     ) -> tuple[torch.Tensor, list[np.ndarray], list[np.ndarray]]:
         """The shared step-by-step path. Encoding (``symbols`` given) collects each step's
-        sent symbols and probabilities; decoding (``reader`` given) reads them."""
+        sent symbols and probabilities; decoding (``reader`` given) reads them. ``threads``:
+        how many threads the network's steps may use (the results do not depend on it)."""
         c, h, w = mask.shape
         k = spec.alphabet
         assert k is not None
@@ -265,7 +271,7 @@ class TcaeCoder(EntropyCoder):
         from codec_lab.plugins.coders.common.wavefront import Wavefront, schedule  # numba: imported when used
 
         cond = self._condition(spec.name, mask[None], context)
-        wave = Wavefront(self.nets[spec.name], h, w, cond)
+        wave = Wavefront(self.nets[spec.name], h, w, cond, threads)
         for step in schedule(self.order, c, h, w):
             logits = wave.logits(step)
             valid = wave.valid(step)
@@ -299,8 +305,8 @@ class TcaeCoder(EntropyCoder):
             if int(sent.min()) < 0 or int(sent.max()) >= spec.alphabet:  # type: ignore[operator]
                 raise ValueError(f"symbols of stream {spec.name!r} outside its alphabet")
         sym = torch.where(mask, sym, 0)  # masked symbols are never read
-        with _one_thread():
-            _, syms, probs = self._run(spec, mask, _cpu(context), sym, None)
+        with _one_thread() as threads:
+            _, syms, probs = self._run(spec, mask, _cpu(context), sym, None, threads)
         if not syms:
             return encode_symbols(np.zeros(0, dtype=np.int32), np.zeros((0, spec.alphabet or 1)))
         return encode_symbols(np.concatenate(syms), np.concatenate(probs))
@@ -317,8 +323,8 @@ class TcaeCoder(EntropyCoder):
         if not bool(full.any()):
             return torch.zeros(shape, dtype=torch.int64)
         reader = AnsReader(data, spec.name)
-        with _one_thread():
-            out, _, _ = self._run(spec, full, _cpu(context), None, reader)
+        with _one_thread() as threads:
+            out, _, _ = self._run(spec, full, _cpu(context), None, reader, threads)
         return out
 
 

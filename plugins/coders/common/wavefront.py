@@ -20,7 +20,9 @@ a block's consecutive rows of one channel are consecutive floats, the kernel's v
 Cells outside the image stay zero (the convolutions' zero padding).
 
 Arithmetic: one compiled kernel per step (:mod:`wavefront_kernel`), every layer, only at the
-step's cells in the image and only over the taps the trimmed masks keep.
+step's cells in the image and only over the taps the trimmed masks keep. With ``threads`` > 1
+a step's blocks are shared among threads, each output still computed whole by one thread:
+the probabilities, and so the files, are the same at any thread count.
 """
 
 from __future__ import annotations
@@ -32,7 +34,7 @@ import numpy as np
 import torch
 
 from codec_lab.plugins.coders.common.trimmed import ContextNetwork, Order, TrimmedConv2d
-from codec_lab.plugins.coders.common.wavefront_kernel import OUT, SPARE_ROWS, compile_kernel, step_kernel
+from codec_lab.plugins.coders.common.wavefront_kernel import OUT, SPARE_ROWS, compile_kernel, run_step
 
 __all__ = ["Step", "Wavefront", "schedule", "step_count"]
 
@@ -183,13 +185,20 @@ class Wavefront:
         net: the context network (eval mode; its weights are read once).
         height, width: the grid's spatial size.
         condition: (1, Ccond, H, W) conditioning input, or None.
+        threads: CPU threads a step's blocks may be shared among (the results do not depend
+            on it).
     """
 
     def __init__(
-        self, net: ContextNetwork, height: int, width: int, condition: torch.Tensor | None = None
+        self,
+        net: ContextNetwork,
+        height: int,
+        width: int,
+        condition: torch.Tensor | None = None,
+        threads: int = 1,
     ) -> None:
         compile_kernel()
-        self.net, self.h, self.w = net, height, width
+        self.net, self.h, self.w, self.threads = net, height, width, max(1, threads)
         self.blocks, self.alphabet = net.blocks, net.alphabet
         tables = _Tables.of(net)
         metas = tables.metas
@@ -273,9 +282,9 @@ class Wavefront:
         n = step.t_hi - step.t_lo + 1
         out = np.zeros((n, step.rows, self.alphabet), np.float32)
         tables = self._tables
-        step_kernel(self._bufs, tables.weights, tables.runs, tables.params, self._table, out,
-              step.t_lo, step.t_hi, step.d_first + step.t_hi, step.h_lo, step.h_lo + step.rows - 1,
-              self.h, self.w, self.r, self.hp)  # fmt: skip
+        run_step(min(self.threads, n), self._bufs, tables.weights, tables.runs, tables.params, self._table,
+                 out, step.t_lo, step.t_hi, step.d_first + step.t_hi, step.h_lo, step.h_lo + step.rows - 1,
+                 self.h, self.w, self.r, self.hp)  # fmt: skip
         return torch.from_numpy(out)
 
     def write(self, step: Step, values: torch.Tensor) -> None:

@@ -21,8 +21,10 @@ block's weights (each used by at most 32 rows), which the inner loop prefetches.
 
 Every output is its bias plus its taps in a fixed order (kernel row, kernel column, input
 channel), each a fused multiply-add, whichever function computes it, in whichever lane, however
-the step's cells were grouped; the kernel is single-threaded, so the thread count changes
-nothing. It is compiled on first use and kept in numba's cache (about 12 s once, then about
+the step's cells were grouped. :func:`run_step` with ``parts`` > 1 deals a step's blocks to
+numba's threads (:func:`step_kernel_threads`), layer by layer: each output is still computed
+whole by one thread, by the same code, so the thread count changes nothing in the results.
+The kernels are compiled on first use and kept in numba's cache (about 12 s once, then about
 0.3 s to load per process).
 
 FMA contraction (``fastmath={"contract"}``) makes each multiply-add one rounding on CPUs with
@@ -33,6 +35,11 @@ Celeron and Pentium parts; every 64-bit ARM).
 
 from __future__ import annotations
 
+import contextlib
+import os
+import threading
+from collections.abc import Iterator
+
 import numba
 import numpy as np
 from llvmlite import ir
@@ -41,7 +48,9 @@ from numba.core import cgutils
 from numba.core import config as numba_config
 from numba.core.extending import intrinsic
 
-__all__ = ["MIN_ROWS16", "OUT", "SPARE_ROWS", "compile_kernel", "step_kernel"]
+__all__ = [
+    "MIN_ROWS16", "OUT", "SPARE_ROWS", "compile_kernel", "run_step", "step_kernel", "step_kernel_threads",
+]  # fmt: skip
 
 _U = np.uint64
 _FASTMATH = {"contract"}  # a·b + c as one FMA; nothing is reordered
@@ -232,6 +241,72 @@ def _row1(x, xo, cs, toff, w, wo, wseg, runs, rb, acc):  # compiled
 
 
 @numba.njit(cache=True, fastmath=_FASTMATH, nogil=True)
+def _layer(
+    bufs, weights, runs, params, table, li, out, t_first, t_hi, t_stride, p, h_lo, h_hi, height, width, r, hp
+):  # compiled
+    """Layer ``li`` (a row of ``table``) at blocks ``t_first, t_first + t_stride, … ≤ t_hi`` of
+    one step (see :func:`step_kernel`). Blocks of one layer are independent: each reads the
+    layer below and writes its own channels."""
+    _wide_vectors()
+    acc = np.zeros((OUT, LANES), np.float32)
+    acc1 = np.zeros(OUT, np.float32)
+    k, cin, g, nchunk = table[li, 0], table[li, 1], table[li, 2], table[li, 3]
+    src, csrc, dst, cdst = table[li, 4], table[li, 5], table[li, 6], table[li, 7]
+    res, cond, ccond = table[li, 8], table[li, 9], table[li, 10]
+    woff, roff, boff, soff = table[li, 11], table[li, 12], table[li, 13], table[li, 14]
+    rk, nseg = k // 2, k * k
+    toff = np.empty(nseg, np.int64)  # tap (dh, dw) relative to tap (0, 0): diagonals and rows
+    for a in range(k):
+        for b in range(k):
+            toff[a * k + b] = (a + b) * csrc * hp + a
+    wseg = cin * OUT
+    for tn in range(t_first, t_hi + 1, t_stride):
+        d = p - tn
+        h0, h1 = max(h_lo, d - width + 1, 0), min(h_hi, d, height - 1)
+        rb = roff + tn * (1 + 3 * nseg)
+        xd = src + (d + 2 * r - 2 * rk) * csrc * hp + r - rk  # tap (0, 0) of row 0
+        for ch in range(nchunk):
+            wo = woff + (tn * nchunk + ch) * nseg * wseg
+            pb = tn * nchunk * OUT + ch * OUT
+            nout = min(OUT, g - ch * OUT)
+            h = h0
+            while h <= h1:
+                left = h1 - h + 1
+                if left >= MIN_ROWS16:
+                    rows = min(LANES, left)
+                    for o in range(OUT):
+                        bias = params[boff + pb + o]
+                        for i in range(LANES):
+                            acc[o, i] = bias
+                    _rows16(bufs, xd + h, hp, toff, weights, wo, wseg, runs, rb, acc)
+                else:
+                    rows = 1
+                    for o in range(OUT):
+                        acc1[o] = params[boff + pb + o]
+                    _row1(bufs, xd + h, hp, toff, weights, wo, wseg, runs, rb, acc1)
+                    for o in range(OUT):
+                        acc[o, 0] = acc1[o]
+                for o in range(nout):
+                    c = tn * g + ch * OUT + o
+                    slope = params[soff + pb + o] if soff >= 0 else np.float32(1)
+                    at = ((d + 2 * r) * cdst + c) * hp + h + r
+                    at_cond = ((d + 2 * r) * ccond + c) * hp + h + r
+                    for i in range(rows):
+                        v = acc[o, i]
+                        if cond >= 0:
+                            v += bufs[cond + at_cond + i]
+                        if soff >= 0 and v < 0:
+                            v *= slope
+                        if dst < 0:
+                            out[t_hi - tn, h + i - h_lo, ch * OUT + o] = v
+                        else:
+                            if res >= 0:
+                                v += bufs[res + at + i]
+                            bufs[dst + at + i] = v
+                h += rows
+
+
+@numba.njit(cache=True, fastmath=_FASTMATH, nogil=True)
 def step_kernel(bufs, weights, runs, params, table, out, t_lo, t_hi, p, h_lo, h_hi, height, width, r, hp):
     """Every layer (rows of ``table``) at one step's cells: blocks ``t_lo..t_hi``, block t on
     diagonal ``p - t``, rows ``h_lo..h_hi`` clipped to the image. Hidden layers write their
@@ -245,64 +320,46 @@ def step_kernel(bufs, weights, runs, params, table, out, t_lo, t_hi, p, h_lo, h_
     channels (block, 1 + 3·k²) and its bias and slope (block, chunk·8; slope -1: no PReLU)
     in ``params``.
     """
-    _wide_vectors()
-    acc = np.zeros((OUT, LANES), np.float32)
-    acc1 = np.zeros(OUT, np.float32)
     for li in range(table.shape[0]):
-        k, cin, g, nchunk = table[li, 0], table[li, 1], table[li, 2], table[li, 3]
-        src, csrc, dst, cdst = table[li, 4], table[li, 5], table[li, 6], table[li, 7]
-        res, cond, ccond = table[li, 8], table[li, 9], table[li, 10]
-        woff, roff, boff, soff = table[li, 11], table[li, 12], table[li, 13], table[li, 14]
-        rk, nseg = k // 2, k * k
-        toff = np.empty(nseg, np.int64)  # tap (dh, dw) relative to tap (0, 0): diagonals and rows
-        for a in range(k):
-            for b in range(k):
-                toff[a * k + b] = (a + b) * csrc * hp + a
-        wseg = cin * OUT
-        for tn in range(t_lo, t_hi + 1):
-            d = p - tn
-            h0, h1 = max(h_lo, d - width + 1, 0), min(h_hi, d, height - 1)
-            rb = roff + tn * (1 + 3 * nseg)
-            xd = src + (d + 2 * r - 2 * rk) * csrc * hp + r - rk  # tap (0, 0) of row 0
-            for ch in range(nchunk):
-                wo = woff + (tn * nchunk + ch) * nseg * wseg
-                pb = tn * nchunk * OUT + ch * OUT
-                nout = min(OUT, g - ch * OUT)
-                h = h0
-                while h <= h1:
-                    left = h1 - h + 1
-                    if left >= MIN_ROWS16:
-                        rows = min(LANES, left)
-                        for o in range(OUT):
-                            bias = params[boff + pb + o]
-                            for i in range(LANES):
-                                acc[o, i] = bias
-                        _rows16(bufs, xd + h, hp, toff, weights, wo, wseg, runs, rb, acc)
-                    else:
-                        rows = 1
-                        for o in range(OUT):
-                            acc1[o] = params[boff + pb + o]
-                        _row1(bufs, xd + h, hp, toff, weights, wo, wseg, runs, rb, acc1)
-                        for o in range(OUT):
-                            acc[o, 0] = acc1[o]
-                    for o in range(nout):
-                        c = tn * g + ch * OUT + o
-                        slope = params[soff + pb + o] if soff >= 0 else np.float32(1)
-                        at = ((d + 2 * r) * cdst + c) * hp + h + r
-                        at_cond = ((d + 2 * r) * ccond + c) * hp + h + r
-                        for i in range(rows):
-                            v = acc[o, i]
-                            if cond >= 0:
-                                v += bufs[cond + at_cond + i]
-                            if soff >= 0 and v < 0:
-                                v *= slope
-                            if dst < 0:
-                                out[t_hi - tn, h + i - h_lo, ch * OUT + o] = v
-                            else:
-                                if res >= 0:
-                                    v += bufs[res + at + i]
-                                bufs[dst + at + i] = v
-                    h += rows
+        _layer(
+            bufs, weights, runs, params, table, li, out, t_lo, t_hi, 1, p, h_lo, h_hi, height, width, r, hp
+        )
+
+
+@numba.njit(cache=True, fastmath=_FASTMATH, nogil=True, parallel=True)
+def step_kernel_threads(
+    bufs, weights, runs, params, table, out, t_lo, t_hi, p, h_lo, h_hi, height, width, r, hp, parts
+):
+    """:func:`step_kernel` with each layer's blocks dealt round-robin to ``parts`` threads (numba's
+    pool), which meet after every layer: each output is still computed whole by one thread, by
+    the same code, so the results are those of :func:`step_kernel`, bit for bit."""
+    for li in range(table.shape[0]):
+        for part in numba.prange(parts):
+            _layer(bufs, weights, runs, params, table, li, out, t_lo + part, t_hi, parts, p, h_lo, h_hi,
+                   height, width, r, hp)  # fmt: skip
+
+
+_threads_lock = threading.Lock()
+_threads_pid: int | None = None
+
+
+def run_step(parts: int, *args: object) -> None:
+    """One step: :func:`step_kernel` with ``args``, on ``parts`` threads where that is safe,
+    else on this one (the same results either way). Numba's thread pool is used by one caller
+    at a time (its ``workqueue`` layer aborts on concurrent use) and never in a process forked
+    after it started (GNU OpenMP's pool does not survive a fork: numba terminates the child)."""
+    global _threads_pid
+    pid = os.getpid()
+    if parts > 1 and _threads_pid in (None, pid) and _threads_lock.acquire(blocking=False):
+        try:
+            first = _threads_pid is None
+            _threads_pid = pid
+            with _vectorizing(first):  # the first call compiles it (or loads it from the cache)
+                step_kernel_threads(*args, parts)
+        finally:
+            _threads_lock.release()
+    else:
+        step_kernel(*args)
 
 
 _compiled = False
@@ -316,12 +373,20 @@ def compile_kernel() -> None:
     global _compiled
     if _compiled:
         return
-    before = numba_config.SLP_VECTORIZE
-    numba_config.SLP_VECTORIZE = 1
-    try:
+    with _vectorizing(True):
         f32, runs, out = np.zeros(64, np.float32), np.zeros(4, np.int64), np.zeros((1, 1, OUT), np.float32)
         table = np.array([[1, 1, 1, 1, 0, 1, -1, 1, -1, -1, 1, 0, 0, 0, -1]], dtype=np.int64)
         step_kernel(f32, f32, runs, f32, table, out, 0, 0, 0, 0, 0, 1, 1, 0, 1)
+    _compiled = True
+
+
+@contextlib.contextmanager
+def _vectorizing(on: bool) -> Iterator[None]:
+    """Numba's SLP vectorizer on (when ``on``) for what compiles inside (numba leaves it off)."""
+    before = numba_config.SLP_VECTORIZE
+    if on:
+        numba_config.SLP_VECTORIZE = 1
+    try:
+        yield
     finally:
         numba_config.SLP_VECTORIZE = before
-    _compiled = True

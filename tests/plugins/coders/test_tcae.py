@@ -8,6 +8,7 @@ so coding goes through the context network and the wavefront.
 
 from __future__ import annotations
 
+import concurrent.futures
 import math
 import os
 import subprocess
@@ -23,6 +24,7 @@ import torch
 from codec_lab.corelib.streams import Stream, StreamSpec
 from codec_lab.corelib.testing import setup_coder
 from codec_lab.errors import BitstreamError, ConfigError
+from codec_lab.plugins.coders.common import wavefront_kernel
 from codec_lab.plugins.coders.common.categorical import PRECISION, frequencies
 from codec_lab.plugins.coders.common.trimmed import ORDERS, ContextNetwork, trimmed_mask
 from codec_lab.plugins.coders.common.wavefront import Wavefront, schedule, step_count
@@ -199,13 +201,13 @@ def test_wavefront_equals_the_full_pass(order: str, grid: tuple[int, int, int],
 
 
 def _wavefront_logits(
-    net: ContextNetwork, order: str, x: torch.Tensor, cond: torch.Tensor | None
+    net: ContextNetwork, order: str, x: torch.Tensor, cond: torch.Tensor | None, threads: int = 1
 ) -> torch.Tensor:
     """(C, K, H, W) logits of ``net`` computed step by step, inputs written as they become known."""
     c, h, w = x.shape[1:]
     got = torch.full((c, net.alphabet, h, w), float("nan"))
     with torch.no_grad():
-        wave = Wavefront(net, h, w, cond)
+        wave = Wavefront(net, h, w, cond, threads)
         for step in schedule(order, c, h, w):  # type: ignore[arg-type]
             logits, valid = wave.logits(step), wave.valid(step)
             t, hh, ww = wave.positions(step)
@@ -234,6 +236,77 @@ def test_wavefront_on_large_grids_and_wide_layers(order: str, grid: tuple[int, i
         full = net(x, cond)[0]
     got = _wavefront_logits(net, order, x, cond)
     assert torch.allclose(got, full, atol=1e-4), float((got - full).abs().max())
+
+
+def test_threads_compute_the_same_bits(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Shared among threads (numba's pool, blocks dealt round-robin, several chunks per layer,
+    up to 20 rows per block), every logit is bit-identical to the one-thread kernel's; the pool
+    really ran, and a second caller while it runs (another Python thread) gets the one-thread
+    kernel, with the same bits."""
+    c, h, w = 6, 20, 17
+    torch.manual_seed(19)
+    net = ContextNetwork(c, 19, width=12, kernel=5, out_kernel=3, res_blocks=1, order="inclined",
+                         condition_channels=1).eval()  # fmt: skip
+    _randomize(net, _gen(20))
+    x = torch.rand(1, c, h, w, generator=_gen(21))
+    cond = torch.rand(1, 1, h, w, generator=_gen(22))
+    one = _wavefront_logits(net, "inclined", x, cond, threads=1)
+    pooled = wavefront_kernel.step_kernel_threads
+    calls: list[int] = []
+
+    def counted(*args):  # type: ignore[no-untyped-def]
+        calls.append(args[-1])
+        return pooled(*args)
+
+    monkeypatch.setattr(wavefront_kernel, "step_kernel_threads", counted)
+    for threads in (2, 3, 7):
+        calls.clear()
+        got = _wavefront_logits(net, "inclined", x, cond, threads=threads)
+        assert torch.equal(got.view(torch.int32), one.view(torch.int32)), threads
+        assert calls and max(calls) == min(threads, c), "the pool was not used"
+    with concurrent.futures.ThreadPoolExecutor(2) as pool:
+        both = list(pool.map(lambda _: _wavefront_logits(net, "inclined", x, cond, threads=2), range(2)))
+    for got in both:
+        assert torch.equal(got.view(torch.int32), one.view(torch.int32))
+
+
+FORK_SCRIPT = r"""
+import os
+import torch
+from codec_lab.plugins.coders.common.trimmed import ContextNetwork
+from codec_lab.plugins.coders.common.wavefront import Wavefront, schedule
+
+torch.manual_seed(0)
+net = ContextNetwork(6, 5, width=4, kernel=5, out_kernel=3, res_blocks=1, order="inclined").eval()
+with torch.no_grad():
+    net.out.weight.normal_()
+
+def logits():
+    torch.manual_seed(1)
+    wave, out = Wavefront(net, 9, 8, None, threads=2), []
+    for step in schedule("inclined", 6, 9, 8):
+        out.append(wave.logits(step).clone())
+        wave.write(step, torch.rand(wave.valid(step).shape) * wave.valid(step))
+    return out
+
+before = logits()  # the thread pool now runs in this process
+pid = os.fork()
+if pid == 0:
+    torch.set_num_threads(1)  # as DataLoader workers do: torch's own pool does not survive a fork
+    same = all(torch.equal(a, b) for a, b in zip(before, logits()))
+    os._exit(0 if same else 3)
+print(os.waitpid(pid, 0)[1])
+"""
+
+
+def test_a_forked_child_computes_on_one_thread() -> None:
+    """Numba terminates a child forked after its (GNU OpenMP) pool started if the child uses
+    the pool again; the wavefront falls back to one thread there, with the same results."""
+    env = {**os.environ, "CODEC_DISABLE_PLUGIN_AUTOLOAD": "1"}
+    proc = subprocess.run([sys.executable, "-c", FORK_SCRIPT], capture_output=True, text=True, timeout=240,
+                          env=env)  # fmt: skip
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert proc.stdout.strip().splitlines()[-1] == "0", proc.stdout + proc.stderr[-3000:]
 
 
 def test_wavefront_follows_weight_changes() -> None:
