@@ -1,11 +1,11 @@
 """Decode speed of ``inclined-tcae`` against the symbol-by-symbol ``tcae``, without a trained run.
 
-    OMP_NUM_THREADS=1 python -m bench.wavefront_speed [--codes importance admm] [--size 256]
+    OMP_NUM_THREADS=1 python -m bench.wavefront_speed [--codes importance admm] [--size 256|768x512]
         [--threads 1 2] [--no-tcae] [--compare-rev HEAD] [--repeat 3] [--profile] [--md out.md]
 
 Builds both coders at the paper's (TPAMI) network size (width 8 per code channel, a 32-wide
 map network, three residual blocks, kernel 5, output kernel 3) with seeded random, non-zero
-weights for the latent of one ``--size``² crop (1/8 resolution), draws random symbols and
+weights for the latent of one ``--size`` crop (1/8 resolution), draws random symbols and
 times, through the coders' own ``encode`` / ``decode`` (one thread unless ``--threads`` says more),
 every stream of the code, decoded symbols checked against the originals:
 
@@ -70,16 +70,24 @@ def _coder(cls: type[TcaeCoder], specs: list[StreamSpec], seed: int) -> TcaeCode
     return coder.eval()
 
 
-def _streams(code: str, grid: int, seed: int) -> list[Stream]:
+def _streams(code: str, grid: tuple[int, int], seed: int) -> list[Stream]:
     gen = torch.Generator().manual_seed(seed)
     if code == "admm":
-        return [Stream(StreamSpec("y", 32, 31), torch.randint(0, 31, (32, grid, grid), generator=gen))]
+        return [Stream(StreamSpec("y", 32, 31), torch.randint(0, 31, (32, *grid), generator=gen))]
     levels, channels = 16, 32
-    mp = torch.randint(0, levels, (1, grid, grid), generator=gen)
+    mp = torch.randint(0, levels, (1, *grid), generator=gen)
     mask = torch.arange(channels).view(-1, 1, 1) < (mp * (channels // levels) + channels // levels)
-    y = torch.randint(0, 8, (channels, grid, grid), generator=gen)
+    y = torch.randint(0, 8, (channels, *grid), generator=gen)
     return [Stream(StreamSpec("map", 1, levels, side=True), mp),
             Stream(StreamSpec("y", channels, 8), torch.where(mask, y, 0), mask)]  # fmt: skip
+
+
+def _size(text: str) -> tuple[int, int]:
+    """``256`` → (256, 256); ``768x512`` → (768, 512): width, height in pixels."""
+    parts = text.lower().split("x")
+    if len(parts) not in (1, 2) or not all(p.isdigit() and int(p) >= 8 for p in parts):
+        raise argparse.ArgumentTypeError(f"{text!r}: give N or WxH in pixels, each at least 8")
+    return (int(parts[0]), int(parts[-1]))
 
 
 def _context(streams: list[Stream], i: int) -> dict[str, Stream]:
@@ -160,10 +168,10 @@ def _using(wavefront: type | None, threads: int = 1) -> Iterator[None]:
 
 def _code(code: str, args: argparse.Namespace, old: type | None) -> list[list[object]]:
     """The table rows of one code."""
-    grid = args.size // 8
+    grid = (args.size[1] // 8, args.size[0] // 8)
     streams = _streams(code, grid, args.seed)
     specs = [s.spec for s in streams]
-    steps = {order: sum(step_count(order, s.spec.channels, grid, grid) for s in streams)
+    steps = {order: sum(step_count(order, s.spec.channels, *grid) for s in streams)
              for order in ("inclined", "raster")}  # fmt: skip
     inclined = _coder(InclinedTcaeCoder, specs, args.seed + 10)
     full = min(_full_pass(inclined, streams) for _ in range(args.repeat))
@@ -229,7 +237,8 @@ def _code(code: str, args: argparse.Namespace, old: type | None) -> list[list[ob
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--codes", nargs="+", default=["importance", "admm"], choices=["importance", "admm"])
-    ap.add_argument("--size", type=int, default=256, help="crop size in pixels (latent: size / 8)")
+    ap.add_argument("--size", type=_size, default=(256, 256),
+                    help="crop size in pixels, N or WxH, e.g. 768x512 (latent: 1/8 of it)")  # fmt: skip
     ap.add_argument("--repeat", type=int, default=3, help="inclined encode/decode repetitions (best kept)")
     ap.add_argument("--threads", type=int, nargs="+", default=[1], help="inclined-tcae thread counts to time")
     ap.add_argument("--no-tcae", action="store_true", help="skip the (slow) tcae encode and decode")
@@ -244,10 +253,11 @@ def main() -> None:
     print(f"wavefront kernel compiled or loaded in {time.perf_counter() - t0:.1f} s")
     old = _wavefront_of(args.compare_rev) if args.compare_rev else None
     rows = [row for code in args.codes for row in _code(code, args, old)]
-    grid = args.size // 8
+    width, height = args.size
     md = print_table(
-        f"Coding time on a {args.size}² crop's latent ({grid}×{grid}), one thread unless said, "
-        "paper-size networks, random weights (s; inclined-tcae and the full pass: best of the repetitions)",
+        f"Coding time on a {width}×{height} crop's latent ({width // 8}×{height // 8}), one thread unless "
+        "said, paper-size networks, random weights (s; inclined-tcae and the full pass: best of the "
+        "repetitions)",
         ["codes", "coder", "steps", "encode s", "decode s", "decode / full pass", "decode speed-up vs tcae"],
         rows,
     )  # fmt: skip

@@ -42,6 +42,7 @@ from collections.abc import Iterator
 
 import numba
 import numpy as np
+import torch
 from llvmlite import ir
 from numba import types
 from numba.core import cgutils
@@ -347,10 +348,12 @@ def run_step(parts: int, *args: object) -> None:
     """One step: :func:`step_kernel` with ``args``, on ``parts`` threads where that is safe,
     else on this one (the same results either way). Numba's thread pool is used by one caller
     at a time (its ``workqueue`` layer aborts on concurrent use) and never in a process forked
-    after it started (GNU OpenMP's pool does not survive a fork: numba terminates the child)."""
+    after it started (GNU OpenMP's pool does not survive a fork: numba terminates the child);
+    torch's thread count is the same after as before."""
     global _threads_pid
     pid = os.getpid()
     if parts > 1 and _threads_pid in (None, pid) and _threads_lock.acquire(blocking=False):
+        torch_threads = torch.get_num_threads()
         try:
             first = _threads_pid is None
             _threads_pid = pid
@@ -358,6 +361,10 @@ def run_step(parts: int, *args: object) -> None:
                 step_kernel_threads(*args, parts)
         finally:
             _threads_lock.release()
+            # Numba's OpenMP layer sets the process's OpenMP thread count, which is torch's:
+            # put torch's back (its products round differently on another count).
+            if torch.get_num_threads() != torch_threads:
+                torch.set_num_threads(torch_threads)
     else:
         step_kernel(*args)
 

@@ -259,11 +259,14 @@ def test_threads_compute_the_same_bits(monkeypatch: pytest.MonkeyPatch) -> None:
         return pooled(*args)
 
     monkeypatch.setattr(wavefront_kernel, "step_kernel_threads", counted)
+    torch_threads = torch.get_num_threads()
     for threads in (2, 3, 7):
         calls.clear()
         got = _wavefront_logits(net, "inclined", x, cond, threads=threads)
         assert torch.equal(got.view(torch.int32), one.view(torch.int32)), threads
         assert calls and max(calls) == min(threads, c), "the pool was not used"
+        # numba's OpenMP pool sets the process's OpenMP thread count: torch's must be restored
+        assert torch.get_num_threads() == torch_threads
     with concurrent.futures.ThreadPoolExecutor(2) as pool:
         both = list(pool.map(lambda _: _wavefront_logits(net, "inclined", x, cond, threads=2), range(2)))
     for got in both:
