@@ -238,7 +238,7 @@ class Wavefront:
         self._table = np.array(table, dtype=np.int64)
         self._tables = tables
         self._bufs = self._flat.numpy()
-        self._valid: tuple[Step, torch.Tensor] | None = None
+        self._valid: tuple[Step, tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]] | None = None
 
     def _shear(self, x: torch.Tensor, out: torch.Tensor) -> None:
         """Write (C, H, W) into ``out`` in the sheared (D, C, H + 2r + spare) layout."""
@@ -254,40 +254,52 @@ class Wavefront:
         n = step.t_hi - step.t_lo + 1
         return buf.as_strided((n, step.rows, group), ((c - group) * hp, 1, hp), buf.storage_offset() + base)
 
-    def valid(self, step: Step) -> torch.Tensor:
-        """(T_a, rows) bool: which of the step's cells lie in the image (kept for the step
-        being worked on: logits, positions and write all ask for it)."""
+    def cells(self, step: Step) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        """``(valid, t, h, w)`` as numpy arrays: (T_a, rows) bool, which of the step's cells lie
+        in the image, and the block, row and column of those, in the order :meth:`step_logits`
+        returns them (kept for the step being worked on: the coders ask several times)."""
         if self._valid is not None and self._valid[0] == step:
             return self._valid[1]
         n = step.t_hi - step.t_lo + 1
-        d = step.d_first + torch.arange(n).view(-1, 1)
-        w = d - (step.h_lo + torch.arange(step.rows).view(1, -1))
+        d = step.d_first + np.arange(n).reshape(-1, 1)
+        h = step.h_lo + np.arange(step.rows).reshape(1, -1)
+        w = d - h
         v = (w >= 0) & (w < self.w)
-        self._valid = (step, v)
-        return v
+        t = np.broadcast_to((step.t_hi - np.arange(n)).reshape(-1, 1), v.shape)
+        cells = (v, t[v], np.broadcast_to(h, v.shape)[v], w[v])
+        self._valid = (step, cells)
+        return cells
+
+    def valid(self, step: Step) -> torch.Tensor:
+        """(T_a, rows) bool: which of the step's cells lie in the image."""
+        return torch.from_numpy(self.cells(step)[0])
 
     def positions(self, step: Step) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """(t, h, w) of the step's valid cells, in the order :meth:`logits` returns them."""
-        n = step.t_hi - step.t_lo + 1
-        t = (step.t_hi - torch.arange(n)).view(-1, 1).expand(n, step.rows)
-        h = (step.h_lo + torch.arange(step.rows)).view(1, -1).expand(n, step.rows)
-        d = (step.d_first + torch.arange(n)).view(-1, 1).expand(n, step.rows)
-        v = self.valid(step)
-        return t[v], h[v], (d - h)[v]
+        _, t, h, w = self.cells(step)
+        return torch.from_numpy(t), torch.from_numpy(h), torch.from_numpy(w)
 
     # ------------------------------------------------------------------ stepping
-    def logits(self, step: Step) -> torch.Tensor:
-        """Compute every layer at ``step``'s cells; the logits (T_a, rows, K) (zero at cells
-        outside the image: select them with :meth:`valid`)."""
+    def step_logits(self, step: Step) -> np.ndarray:
+        """Compute every layer at ``step``'s cells; the logits (T_a, rows, K), float32 (zero at
+        cells outside the image: select them with :meth:`cells`)."""
         n = step.t_hi - step.t_lo + 1
         out = np.zeros((n, step.rows, self.alphabet), np.float32)
         tables = self._tables
         run_step(min(self.threads, n), self._bufs, tables.weights, tables.runs, tables.params, self._table,
                  out, step.t_lo, step.t_hi, step.d_first + step.t_hi, step.h_lo, step.h_lo + step.rows - 1,
                  self.h, self.w, self.r, self.hp)  # fmt: skip
-        return torch.from_numpy(out)
+        return out
+
+    def logits(self, step: Step) -> torch.Tensor:
+        """:meth:`step_logits` as a tensor."""
+        return torch.from_numpy(self.step_logits(step))
+
+    def write_values(self, step: Step, values: np.ndarray) -> None:
+        """Store a step's inputs (T_a, rows), float32: ``(s + 1) / K`` where sent, else (and
+        outside the image) 0."""
+        self._cells(self.input, step, 1).numpy()[..., 0] = values * self.cells(step)[0]
 
     def write(self, step: Step, values: torch.Tensor) -> None:
-        """Store a step's inputs (T_a, rows): ``(s + 1) / K`` where sent, else (and outside
-        the image) 0."""
-        self._cells(self.input, step, 1).copy_(values.unsqueeze(-1) * self.valid(step).unsqueeze(-1))
+        """:meth:`write_values` from a tensor."""
+        self.write_values(step, values.numpy())
