@@ -93,12 +93,11 @@ def _init_chain(init: dict[str, Any]) -> dict[str, Any]:
     cur, seen = init, set()
     while isinstance(cur.get("from"), str) and cur["from"] not in seen:
         seen.add(cur["from"])
-        path = Path(cur["from"]) / "run.json"
         try:
-            doc = json.loads(path.read_text())
-        except (OSError, UnicodeDecodeError, json.JSONDecodeError):
+            doc = _read_json(Path(cur["from"]) / "run.json")
+        except RunError:  # not on disk here, or not a finished build: the chain stops
             break
-        earlier = doc.get("init") if isinstance(doc, dict) else None
+        earlier = doc.get("init")
         if not (isinstance(earlier, dict) and isinstance(doc.get("steps"), int)):
             break
         seconds = float(doc.get("train_seconds") or 0) + float(doc.get("fit_seconds") or 0)
