@@ -29,12 +29,13 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import importlib.util
+import importlib
+import inspect
+import re
 import subprocess
 import sys
 import tempfile
 import time
-import types
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -45,11 +46,10 @@ from codec_lab.corelib.streams import Stream, StreamSpec
 from codec_lab.corelib.testing import setup_coder
 from codec_lab.plugins.coders.common import wavefront as wavefront_module
 from codec_lab.plugins.coders.common.wavefront import step_count
-from codec_lab.plugins.coders.common.wavefront_kernel import compile_kernel
+from codec_lab.plugins.coders.common.wavefront_pool import compile_kernel
 from codec_lab.plugins.coders.tcae import PRESETS, InclinedTcaeCoder, TcaeCoder
 
-WAVEFRONT_PATH = "plugins/coders/common/wavefront.py"
-KERNEL_PATH = "plugins/coders/common/wavefront_kernel.py"
+COMMON_DIR = "plugins/coders/common"
 
 
 def _coder(cls: type[TcaeCoder], specs: list[StreamSpec], seed: int) -> TcaeCoder:
@@ -124,31 +124,23 @@ def _full_pass(coder: TcaeCoder, streams: list[Stream]) -> float:
 
 
 def _wavefront_of(rev: str) -> type:
-    """The ``Wavefront`` class of ``WAVEFRONT_PATH`` at git revision ``rev``, with that
-    revision's kernel module (written to a temporary folder and imported from there, so
-    numba can compile and cache it like any module)."""
+    """The ``Wavefront`` class of git revision ``rev``: that revision's ``wavefront*.py``
+    modules (the class, its kernel and whatever else they import from one another), written
+    to a temporary folder under tagged names and imported from there, so numba compiles and
+    caches that kernel like any module."""
 
-    def show(path: str) -> str:
-        return subprocess.run(["git", "show", f"{rev}:{path}"],
-                              capture_output=True, text=True, check=True).stdout  # fmt: skip
+    def git(*argv: str) -> str:
+        return subprocess.run(["git", *argv], capture_output=True, text=True, check=True).stdout
 
     tag = f"at_{abs(hash(rev))}"
-    src = show(WAVEFRONT_PATH)
-    kernel_import = "from codec_lab.plugins.coders.common.wavefront_kernel import"
-    if kernel_import in src:
-        folder = Path(tempfile.mkdtemp(prefix="wavefront_"))
-        kernel = folder / f"wavefront_kernel_{tag}.py"
-        kernel.write_text(show(KERNEL_PATH))
-        spec = importlib.util.spec_from_file_location(kernel.stem, kernel)
-        assert spec is not None and spec.loader is not None
-        kmod = importlib.util.module_from_spec(spec)
-        sys.modules[kernel.stem] = kmod
-        spec.loader.exec_module(kmod)
-        src = src.replace(kernel_import, f"from {kernel.stem} import")
-    module = types.ModuleType(f"wavefront_{tag}")
-    sys.modules[module.__name__] = module  # dataclasses look their module up
-    exec(compile(src, f"{rev}:{WAVEFRONT_PATH}", "exec"), module.__dict__)  # noqa: S102
-    return module.Wavefront
+    folder = Path(tempfile.mkdtemp(prefix="wavefront_"))
+    for path in git("ls-tree", "--name-only", f"{rev}:{COMMON_DIR}").split():
+        if path.startswith("wavefront") and path.endswith(".py"):
+            src = re.sub(r"codec_lab\.plugins\.coders\.common\.(wavefront\w*)", rf"\1_{tag}",
+                         git("show", f"{rev}:{COMMON_DIR}/{path}"))  # fmt: skip
+            (folder / f"{path[:-3]}_{tag}.py").write_text(src)
+    sys.path.insert(0, str(folder))
+    return importlib.import_module(f"wavefront_{tag}").Wavefront
 
 
 @contextlib.contextmanager
@@ -156,8 +148,11 @@ def _using(wavefront: type | None, threads: int = 1) -> Iterator[None]:
     """Run the coders with another ``Wavefront`` class (None: the current one), torch (and so
     the coders) on ``threads`` threads."""
     current, before = wavefront_module.Wavefront, torch.get_num_threads()
-    if wavefront is not None:  # an older Wavefront may not take a thread count
+    if wavefront is not None and "threads" not in inspect.signature(wavefront).parameters:
+        # an older Wavefront without threads: it runs on one
         wavefront_module.Wavefront = lambda net, h, w, cond=None, threads=1: wavefront(net, h, w, cond)  # type: ignore[misc,assignment]
+    elif wavefront is not None:
+        wavefront_module.Wavefront = wavefront  # type: ignore[misc]
     torch.set_num_threads(threads)
     try:
         yield
@@ -178,7 +173,8 @@ def _code(code: str, args: argparse.Namespace, old: type | None) -> list[list[ob
     rev = args.compare_rev
     many = [t for t in args.threads if t > 1]
     variants = [("", None, 1)] + [(f", {t} threads", None, t) for t in many]
-    variants += [(f" @{rev}", old, 1)] if old is not None else []
+    if old is not None:
+        variants += [(f" @{rev}", old, 1)] + [(f" @{rev}, {t} threads", old, t) for t in many]
     best: dict[str, tuple[float, float]] = {}
     files: dict[str, list[bytes]] = {}
     t0 = time.perf_counter()

@@ -34,7 +34,8 @@ import numpy as np
 import torch
 
 from codec_lab.plugins.coders.common.trimmed import ContextNetwork, Order, TrimmedConv2d
-from codec_lab.plugins.coders.common.wavefront_kernel import OUT, SPARE_ROWS, compile_kernel, run_step
+from codec_lab.plugins.coders.common.wavefront_kernel import OUT, SPARE_ROWS
+from codec_lab.plugins.coders.common.wavefront_pool import compile_kernel, run_step
 
 __all__ = ["Step", "Wavefront", "schedule", "step_count"]
 

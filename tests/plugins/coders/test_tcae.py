@@ -24,7 +24,7 @@ import torch
 from codec_lab.corelib.streams import Stream, StreamSpec
 from codec_lab.corelib.testing import setup_coder
 from codec_lab.errors import BitstreamError, ConfigError
-from codec_lab.plugins.coders.common import wavefront_kernel
+from codec_lab.plugins.coders.common import wavefront_pool
 from codec_lab.plugins.coders.common.categorical import PRECISION, frequencies
 from codec_lab.plugins.coders.common.trimmed import ORDERS, ContextNetwork, trimmed_mask
 from codec_lab.plugins.coders.common.wavefront import Wavefront, schedule, step_count
@@ -219,12 +219,12 @@ def _wavefront_logits(
 
 
 @pytest.mark.parametrize("order", ORDERS)
-@pytest.mark.parametrize("grid", [(2, 13, 15), (1, 21, 20)], ids=lambda g: "x".join(map(str, g)))
+@pytest.mark.parametrize("grid", [(2, 13, 15), (1, 21, 20), (1, 41, 40)], ids=lambda g: "x".join(map(str, g)))
 def test_wavefront_on_large_grids_and_wide_layers(order: str, grid: tuple[int, int, int]) -> None:
-    """Up to 20 rows per block and step (the kernel's 16-row calls, two for a block past 16
-    rows, and one-row calls for a block's last 1-4; 5 rows left, at the image's bottom: a
-    16-row call reaching 11 rows past them, as far as its spare rows allow) and layers wider
-    than its 8 outputs per call (12 per block, 19 logits: several chunks, the last padded)."""
+    """Up to 40 rows per block and step: every call of the kernel (32 rows, then 16, 4 or 1 for
+    the rest; 17 rows left at the image's bottom: a 32-row call reaching 15 rows past them, as
+    far as its spare rows allow) and layers wider than its 8 outputs per call (12 per block,
+    19 logits: several chunks, the last padded)."""
     c, h, w = grid
     torch.manual_seed(12)
     net = ContextNetwork(c, 19, width=12, kernel=5, out_kernel=3, res_blocks=1, order=order,  # type: ignore[arg-type]
@@ -251,14 +251,14 @@ def test_threads_compute_the_same_bits(monkeypatch: pytest.MonkeyPatch) -> None:
     x = torch.rand(1, c, h, w, generator=_gen(21))
     cond = torch.rand(1, 1, h, w, generator=_gen(22))
     one = _wavefront_logits(net, "inclined", x, cond, threads=1)
-    pooled = wavefront_kernel.step_kernel_threads
+    pooled = wavefront_pool.step_kernel_threads
     calls: list[int] = []
 
     def counted(*args):  # type: ignore[no-untyped-def]
         calls.append(args[-1])
         return pooled(*args)
 
-    monkeypatch.setattr(wavefront_kernel, "step_kernel_threads", counted)
+    monkeypatch.setattr(wavefront_pool, "step_kernel_threads", counted)
     torch_threads = torch.get_num_threads()
     for threads in (2, 3, 7):
         calls.clear()
