@@ -35,8 +35,9 @@ channel), each a fused multiply-add, whichever loop computes it, in whichever la
 the step's cells were grouped. :func:`step_kernel_threads` deals a step's blocks to numba's
 threads, layer by layer: each output is still computed whole by one thread, by the same
 code, so the thread count changes nothing in the results. The kernels are compiled on first
-use and kept in numba's cache (about 12 s once, then about 0.3 s to load per process); threads
-and compilation: :mod:`~codec_lab.plugins.coders.common.wavefront_pool`.
+use and kept in numba's cache (about 20 s once, most of it the 32-row loop, and 4 s more for
+the threaded one; then about 0.4 s to load per process); threads and compilation:
+:mod:`~codec_lab.plugins.coders.common.wavefront_pool`.
 
 FMA contraction (``fastmath={"contract"}``) makes each multiply-add one rounding on CPUs with
 FMA; a CPU without FMA would compute other last bits, so files are exact between machines that
