@@ -97,7 +97,8 @@ class PluginError(CodecError):
 
 
 class PluginWarning(UserWarning):
-    """A plugin was skipped, or registers nothing: the rest works without it.
+    """A plugin was skipped, or registers nothing: the rest works without it; or a plugin
+    tells of a one-time cost (e.g. compiling for this machine on first use).
 
     The ``codec`` command prints each one once on stderr as ``warning: …``.
     """

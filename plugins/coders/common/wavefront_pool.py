@@ -7,12 +7,14 @@ from __future__ import annotations
 import contextlib
 import os
 import threading
+import warnings
 from collections.abc import Iterator
 
 import numpy as np
 import torch
 from numba.core import config as numba_config
 
+from codec_lab.corelib.errors import PluginWarning
 from codec_lab.plugins.coders.common.wavefront_kernel import OUT, step_kernel, step_kernel_threads
 
 __all__ = ["compile_kernel", "run_step"]
@@ -57,11 +59,24 @@ def compile_kernel() -> None:
     global _compiled
     if _compiled:
         return
+    if not _in_cache(step_kernel):
+        warnings.warn(PluginWarning(
+            "tcae, inclined-tcae: compiling the context network's step kernel for this machine, "
+            "once (about 25 s; numba keeps it on disk)"), stacklevel=2)  # fmt: skip
     with _vectorizing(True):
         f32, runs, out = np.zeros(64, np.float32), np.zeros(4, np.int64), np.zeros((1, 1, OUT), np.float32)
         table = np.array([[1, 1, 1, 1, 0, 1, -1, 1, -1, -1, 1, 0, 0, 0, -1]], dtype=np.int64)
         step_kernel(f32, f32, runs, f32, table, out, 0, 0, 0, 0, 0, 1, 1, 0, 1)
     _compiled = True
+
+
+def _in_cache(kernel: object) -> bool:
+    """Whether numba's cache holds an index for ``kernel`` (a stale one still recompiles, but
+    a missing one always does: the first use on a machine). True when it cannot tell."""
+    try:
+        return os.path.exists(kernel._cache._cache_file._index_path)  # type: ignore[attr-defined]
+    except AttributeError:  # numba's internals moved: no notice rather than a wrong one
+        return True
 
 
 @contextlib.contextmanager

@@ -8,10 +8,16 @@ the SLP vectorizer, unlike the kernel's), and every row they share must match to
 
 from __future__ import annotations
 
+import warnings
+from pathlib import Path
+from types import SimpleNamespace
+
 import numpy as np
 import pytest
 
+from codec_lab.corelib.errors import PluginWarning
 from codec_lab.plugins.coders.common import wavefront_kernel as kernel
+from codec_lab.plugins.coders.common import wavefront_pool
 
 LOOPS = {32: kernel.rows32, 16: kernel.rows16, 4: kernel.rows4}
 
@@ -78,3 +84,35 @@ def test_the_calls_cover_every_row_count() -> None:
     for left in range(1, 70):
         span = next(width for low, width in widths if left >= low)
         assert span - min(span, left) <= kernel.SPARE_ROWS, left
+
+
+class _Kernel:
+    """Stands in for the numba kernel: records calls, and its cache index lives at ``index``."""
+
+    def __init__(self, index: Path) -> None:
+        self._cache = SimpleNamespace(_cache_file=SimpleNamespace(_index_path=str(index)))
+        self.calls = 0
+
+    def __call__(self, *args: object) -> None:
+        self.calls += 1
+
+
+def test_a_first_compile_is_announced(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """The first use on a machine compiles for ~25 s: the user is told, once, and only then."""
+    cold = _Kernel(tmp_path / "absent.nbi")
+    monkeypatch.setattr(wavefront_pool, "_compiled", False)
+    monkeypatch.setattr(wavefront_pool, "step_kernel", cold)
+    with pytest.warns(PluginWarning, match="once"):
+        wavefront_pool.compile_kernel()
+    assert cold.calls == 1
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        wavefront_pool.compile_kernel()  # once per process
+        (tmp_path / "present.nbi").touch()
+        monkeypatch.setattr(wavefront_pool, "_compiled", False)
+        monkeypatch.setattr(wavefront_pool, "step_kernel", _Kernel(tmp_path / "present.nbi"))
+        wavefront_pool.compile_kernel()  # in the cache: nothing to say
+    assert cold.calls == 1
+    monkeypatch.undo()
+    wavefront_pool.compile_kernel()
+    assert wavefront_pool._in_cache(kernel.step_kernel), "numba's cache index is not where we look"
