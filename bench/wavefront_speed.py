@@ -2,12 +2,15 @@
 
     OMP_NUM_THREADS=1 python -m bench.wavefront_speed [--codes importance admm] [--size 256|768x512]
         [--threads 1 2] [--no-tcae] [--compare-rev HEAD] [--repeat 3] [--profile] [--md out.md]
+        [--preset paper|cpu|quick]
 
-Builds both coders at the paper's (TPAMI) network size (width 8 per code channel, a 32-wide
-map network, three residual blocks, kernel 5, output kernel 3) with seeded random, non-zero
-weights for the latent of one ``--size`` crop (1/8 resolution), draws random symbols and
-times, through the coders' own ``encode`` / ``decode`` (one thread unless ``--threads`` says more),
-every stream of the code, decoded symbols checked against the originals:
+Builds both coders at a training preset's network size (``--preset``, default ``paper``: the
+TPAMI size, width 8 per code channel, a 32-wide map network, three residual blocks; ``cpu``,
+what a ``--preset cpu`` build trains: width 4, a 16-wide map network, one residual block;
+kernel 5, output kernel 3 for all) with seeded random, non-zero weights for the latent of one
+``--size`` crop (1/8 resolution), draws random symbols and times, through the coders' own
+``encode`` / ``decode`` (one thread unless ``--threads`` says more), every stream of the code,
+decoded symbols checked against the originals:
 
 * ``full pass``: one full-tensor pass of the same networks (what ``likelihoods()`` costs);
 * ``inclined-tcae`` encode and decode (best of ``--repeat``; the first encode also arranges
@@ -52,11 +55,11 @@ from codec_lab.plugins.coders.tcae import PRESETS, InclinedTcaeCoder, TcaeCoder
 COMMON_DIR = "plugins/coders/common"
 
 
-def _coder(cls: type[TcaeCoder], specs: list[StreamSpec], seed: int) -> TcaeCoder:
-    """A fitted coder at the paper's size with seeded random weights (output layer included:
+def _coder(cls: type[TcaeCoder], specs: list[StreamSpec], seed: int, preset: str = "paper") -> TcaeCoder:
+    """A fitted coder at ``preset``'s size with seeded random weights (output layer included:
     a fresh one is all zeros, the uniform model, which skips the network)."""
     torch.manual_seed(seed)
-    coder = cls(**PRESETS["paper"])
+    coder = cls(**PRESETS[preset])
     setup_coder(coder, specs)
     gen = torch.Generator().manual_seed(seed + 1)
     with torch.no_grad():
@@ -168,7 +171,7 @@ def _code(code: str, args: argparse.Namespace, old: type | None) -> list[list[ob
     specs = [s.spec for s in streams]
     steps = {order: sum(step_count(order, s.spec.channels, *grid) for s in streams)
              for order in ("inclined", "raster")}  # fmt: skip
-    inclined = _coder(InclinedTcaeCoder, specs, args.seed + 10)
+    inclined = _coder(InclinedTcaeCoder, specs, args.seed + 10, args.preset)
     full = min(_full_pass(inclined, streams) for _ in range(args.repeat))
     rev = args.compare_rev
     many = [t for t in args.threads if t > 1]
@@ -208,7 +211,7 @@ def _code(code: str, args: argparse.Namespace, old: type | None) -> list[list[ob
         print(prof.key_averages().table(sort_by="self_cpu_time_total", row_limit=15))
     tcae: dict[str, float] = {}
     if not args.no_tcae:  # once each: C·H·W steps
-        raster = _coder(TcaeCoder, specs, args.seed + 10)
+        raster = _coder(TcaeCoder, specs, args.seed + 10, args.preset)
         for label, wf, threads in variants:
             if threads == 1:
                 with _using(wf):
@@ -241,6 +244,7 @@ def main() -> None:
     ap.add_argument("--compare-rev", help="also time both coders with this git revision's wavefront code")
     ap.add_argument("--profile", action="store_true", help="top operators of one inclined decode")
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--preset", choices=sorted(PRESETS), default="paper", help="the coders' network size")
     ap.add_argument("--md", type=Path, help="also write the table here (Markdown)")
     args = ap.parse_args()
     print(machine())
@@ -252,7 +256,7 @@ def main() -> None:
     width, height = args.size
     md = print_table(
         f"Coding time on a {width}×{height} crop's latent ({width // 8}×{height // 8}), one thread unless "
-        "said, paper-size networks, random weights (s; inclined-tcae and the full pass: best of the "
+        f"said, {args.preset}-size networks, random weights (s; inclined-tcae and the full pass: best of the "
         "repetitions)",
         ["codes", "coder", "steps", "encode s", "decode s", "decode / full pass", "decode speed-up vs tcae"],
         rows,
