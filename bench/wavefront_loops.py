@@ -53,7 +53,7 @@ def main() -> None:
     base: dict[str, float] = {}
     with _vectorizing(True):
         timers = {n: _timer(f) for n, f in loops.items()}
-        accs = {n: np.zeros(8, np.float32) if n == 1 else np.zeros((8, n), np.float32) for n in loops}
+        accs = {n: np.zeros((8, n), np.float32) for n in loops}
         for n, t in timers.items():
             t(1, x, w, runs, toff, accs[n], 0, args.stride)  # compile
     for n, t in timers.items():

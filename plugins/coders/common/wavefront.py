@@ -239,7 +239,7 @@ class Wavefront:
         self._table = np.array(table, dtype=np.int64)
         self._tables = tables
         self._bufs = self._flat.numpy()
-        self._valid: tuple[Step, tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]] | None = None
+        self._last_cells: tuple[Step, tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]] | None = None
 
     def _shear(self, x: torch.Tensor, out: torch.Tensor) -> None:
         """Write (C, H, W) into ``out`` in the sheared (D, C, H + 2r + spare) layout."""
@@ -259,8 +259,8 @@ class Wavefront:
         """``(valid, t, h, w)`` as numpy arrays: (T_a, rows) bool, which of the step's cells lie
         in the image, and the block, row and column of those, in the order :meth:`step_logits`
         returns them (kept for the step being worked on: the coders ask several times)."""
-        if self._valid is not None and self._valid[0] == step:
-            return self._valid[1]
+        if self._last_cells is not None and self._last_cells[0] == step:
+            return self._last_cells[1]
         n = step.t_hi - step.t_lo + 1
         d = step.d_first + np.arange(n).reshape(-1, 1)
         h = step.h_lo + np.arange(step.rows).reshape(1, -1)
@@ -268,17 +268,8 @@ class Wavefront:
         v = (w >= 0) & (w < self.w)
         t = np.broadcast_to((step.t_hi - np.arange(n)).reshape(-1, 1), v.shape)
         cells = (v, t[v], np.broadcast_to(h, v.shape)[v], w[v])
-        self._valid = (step, cells)
+        self._last_cells = (step, cells)
         return cells
-
-    def valid(self, step: Step) -> torch.Tensor:
-        """(T_a, rows) bool: which of the step's cells lie in the image."""
-        return torch.from_numpy(self.cells(step)[0])
-
-    def positions(self, step: Step) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """(t, h, w) of the step's valid cells, in the order :meth:`logits` returns them."""
-        _, t, h, w = self.cells(step)
-        return torch.from_numpy(t), torch.from_numpy(h), torch.from_numpy(w)
 
     # ------------------------------------------------------------------ stepping
     def step_logits(self, step: Step) -> np.ndarray:
@@ -292,15 +283,7 @@ class Wavefront:
                  self.h, self.w, self.r, self.hp)  # fmt: skip
         return out
 
-    def logits(self, step: Step) -> torch.Tensor:
-        """:meth:`step_logits` as a tensor."""
-        return torch.from_numpy(self.step_logits(step))
-
     def write_values(self, step: Step, values: np.ndarray) -> None:
         """Store a step's inputs (T_a, rows), float32: ``(s + 1) / K`` where sent, else (and
         outside the image) 0."""
         self._cells(self.input, step, 1).numpy()[..., 0] = values * self.cells(step)[0]
-
-    def write(self, step: Step, values: torch.Tensor) -> None:
-        """:meth:`write_values` from a tensor."""
-        self.write_values(step, values.numpy())

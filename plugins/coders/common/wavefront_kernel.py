@@ -8,27 +8,22 @@ batched matrix product per kernel row would multiply every masked zero and every
 the step's bounding parallelogram: 3.2× the products, in small, inefficient products).
 
 Vectors run across rows: the buffers are stored (diagonal, channel, row), so a block's
-consecutive rows of one input channel are consecutive floats. The inner loops keep up to 32
-rows × 8 outputs in registers, one 16-lane FMA per output, input channel and 16 rows, the
-weight broadcast (numba's LLVM tunes AVX-512 CPUs to prefer 256-bit vectors, which
-:func:`wide_vectors` lifts for these functions alone). A block's rows of a step (up to the
-code's height) go in calls of 32, 16, 4 or 1 rows, whichever costs least for the rows left
-(:data:`MIN_ROWS32` …); a call may run up to :data:`SPARE_ROWS` rows past the last valid one,
-whose results are dropped. A step streams every active block's weights (each used by at most
-the block's rows in that step), which the inner loops prefetch.
-
-The inner loops (:func:`rows32`, :func:`rows16`, :func:`rows4`, :func:`row1`) each add
-``x[row i, tap, c] · w[tap, c, o]`` to ``acc[o, i]`` over the runs of (tap, channel) that
-``runs[rb:]`` lists (count, then tap, first channel, length per run): ``x[xo + toff[tap] +
-c·cs + i]`` is row i's input at (tap, channel c) and ``w[wo + tap·wseg + c·8 + o]`` its
-weight. They differ only in how many rows share one pass over the weights. Accumulator ``a3``
-is output 0 at row 3, ``b3`` output 1, …; LLVM's SLP vectorizer packs them into vectors (an
-output's rows, or a row's 8 outputs in :func:`row1`). Per (tap, channel) pair on one AVX-512
-core of this project's CPU machine (``python -m bench.wavefront_loops``, weights streaming from
-memory as in a step): 1 row 2.6–2.8 ns (one FMA chain per output), 4 rows 2.8–3.2 ns, 16 rows
-3.0–3.2 ns, 32 rows 4.8–5.0 ns (each weight broadcast once for two vectors of rows). They are
-written out, and every compiled function lives in this one file, because numba caches by
-source file: a cached caller is not recompiled when a callee in another file changes.
+consecutive rows of one input channel are consecutive floats. A block's rows of a step go in
+calls of 32, 16, 4 or 1 rows (:func:`rows32` …, whichever costs least for the rows left: see
+:data:`MIN_ROWS32`); a call may run up to :data:`SPARE_ROWS` rows past the last valid one,
+whose results are dropped. Each adds ``x[row i, tap, c] · w[tap, c, o]`` to ``acc[o, i]``
+over the runs of (tap, channel) that ``runs[rb:]`` lists (count, then tap, first channel,
+length per run; row i's input at ``x[xo + toff[tap] + c·cs + i]``, its weight at
+``w[wo + tap·wseg + c·8 + o]``), 8 outputs in registers (``a3``: output 0 at row 3, ``b3``
+output 1, …), one 16-lane FMA per output, input channel and 16 rows with the weight
+broadcast, prefetching the weights a step streams from memory. LLVM's SLP vectorizer packs
+the accumulators into vectors; :func:`wide_vectors` lifts numba's preference for 256-bit
+vectors on AVX-512 CPUs. Per (tap, channel) pair on one core of this project's CPU machine
+(``python -m bench.wavefront_loops``, weights streaming): 1 row 2.6–2.8 ns (one FMA chain per
+output), 4 rows 2.8–3.2, 16 rows 3.0–3.2, 32 rows 4.8–5.0 (each weight broadcast once for two
+vectors of rows). The loops are written out, and every compiled function lives in this one
+file, because numba caches by source file: a cached caller is not recompiled when a callee
+in another file changes (a split would let a stale kernel compute other bits).
 
 Every output is its bias plus its taps in a fixed order (kernel row, kernel column, input
 channel), each a fused multiply-add, whichever loop computes it, in whichever lane, however
@@ -485,10 +480,10 @@ def rows4(x, xo, cs, toff, w, wo, wseg, runs, rb, acc):  # compiled
 
 @numba.njit(cache=True, fastmath=FASTMATH, nogil=True)
 def row1(x, xo, cs, toff, w, wo, wseg, runs, rb, acc):  # compiled
-    """1 row × 8 outputs (see the module; ``acc`` holds the 8 outputs)."""
+    """1 row × 8 outputs (see the module; row 0 of ``acc``)."""
     wide_vectors()
-    a0, a1, a2, a3 = acc[0], acc[1], acc[2], acc[3]
-    a4, a5, a6, a7 = acc[4], acc[5], acc[6], acc[7]
+    a0, a1, a2, a3 = acc[0, 0], acc[1, 0], acc[2, 0], acc[3, 0]
+    a4, a5, a6, a7 = acc[4, 0], acc[5, 0], acc[6, 0], acc[7, 0]
     eight, step = _U(OUT), _U(cs)
     for j in range(runs[rb]):
         s, lo, n = runs[rb + 1 + 3 * j], runs[rb + 2 + 3 * j], runs[rb + 3 + 3 * j]
@@ -503,8 +498,8 @@ def row1(x, xo, cs, toff, w, wo, wseg, runs, rb, acc):  # compiled
             xb += step
             a0, a1, a2, a3 = a0 + v * w0, a1 + v * w1, a2 + v * w2, a3 + v * w3
             a4, a5, a6, a7 = a4 + v * w4, a5 + v * w5, a6 + v * w6, a7 + v * w7
-    acc[0], acc[1], acc[2], acc[3] = a0, a1, a2, a3
-    acc[4], acc[5], acc[6], acc[7] = a4, a5, a6, a7
+    acc[0, 0], acc[1, 0], acc[2, 0], acc[3, 0] = a0, a1, a2, a3
+    acc[4, 0], acc[5, 0], acc[6, 0], acc[7, 0] = a4, a5, a6, a7
 
 
 @numba.njit(cache=True, fastmath=FASTMATH, nogil=True)
@@ -516,7 +511,6 @@ def _layer(
     layer below and writes its own channels."""
     wide_vectors()
     acc = np.zeros((OUT, LANES), np.float32)
-    acc1 = np.zeros(OUT, np.float32)
     k, cin, g, nchunk = table[li, 0], table[li, 1], table[li, 2], table[li, 3]
     src, csrc, dst, cdst = table[li, 4], table[li, 5], table[li, 6], table[li, 7]
     res, cond, ccond = table[li, 8], table[li, 9], table[li, 10]
@@ -539,26 +533,20 @@ def _layer(
             h = h0
             while h <= h1:
                 left = h1 - h + 1
-                if left >= MIN_ROWS4:
-                    span = 32 if left >= MIN_ROWS32 else 16 if left >= MIN_ROWS16 else 4
-                    rows = min(span, left)
-                    for o in range(OUT):
-                        bias = params[boff + pb + o]
-                        for i in range(span):
-                            acc[o, i] = bias
-                    if span == 32:
-                        rows32(bufs, xd + h, hp, toff, weights, wo, wseg, runs, rb, acc)
-                    elif span == 16:
-                        rows16(bufs, xd + h, hp, toff, weights, wo, wseg, runs, rb, acc)
-                    else:
-                        rows4(bufs, xd + h, hp, toff, weights, wo, wseg, runs, rb, acc)
+                span = 32 if left >= MIN_ROWS32 else 16 if left >= MIN_ROWS16 else 4 if left >= MIN_ROWS4 else 1  # noqa: E501
+                rows = min(span, left)
+                for o in range(OUT):
+                    bias = params[boff + pb + o]
+                    for i in range(span):
+                        acc[o, i] = bias
+                if span == 32:
+                    rows32(bufs, xd + h, hp, toff, weights, wo, wseg, runs, rb, acc)
+                elif span == 16:
+                    rows16(bufs, xd + h, hp, toff, weights, wo, wseg, runs, rb, acc)
+                elif span == 4:
+                    rows4(bufs, xd + h, hp, toff, weights, wo, wseg, runs, rb, acc)
                 else:
-                    rows = 1
-                    for o in range(OUT):
-                        acc1[o] = params[boff + pb + o]
-                    row1(bufs, xd + h, hp, toff, weights, wo, wseg, runs, rb, acc1)
-                    for o in range(OUT):
-                        acc[o, 0] = acc1[o]
+                    row1(bufs, xd + h, hp, toff, weights, wo, wseg, runs, rb, acc)
                 for o in range(nout):
                     c = tn * g + ch * OUT + o
                     slope = params[soff + pb + o] if soff >= 0 else np.float32(1)

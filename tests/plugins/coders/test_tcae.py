@@ -27,7 +27,7 @@ from codec_lab.errors import BitstreamError, ConfigError
 from codec_lab.plugins.coders.common import wavefront_pool
 from codec_lab.plugins.coders.common.categorical import PRECISION, frequencies
 from codec_lab.plugins.coders.common.trimmed import ORDERS, ContextNetwork, trimmed_mask
-from codec_lab.plugins.coders.common.wavefront import Wavefront, schedule, step_count
+from codec_lab.plugins.coders.common.wavefront import Step, Wavefront, schedule, step_count
 from codec_lab.plugins.coders.tcae import InclinedTcaeCoder, TcaeCoder
 
 CODERS = {"raster": TcaeCoder, "inclined": InclinedTcaeCoder}
@@ -183,8 +183,7 @@ def test_wavefront_equals_the_full_pass(order: str, grid: tuple[int, int, int],
         visits = torch.zeros(c, h, w, dtype=torch.int64)
         steps = 0
         for step in schedule(order, c, h, w):  # type: ignore[arg-type]
-            logits, valid = wave.logits(step), wave.valid(step)
-            t, hh, ww = wave.positions(step)
+            logits, valid, t, hh, ww = _step(wave, step)
             assert logits.shape == (*valid.shape, k) and t.numel() == int(valid.sum()) > 0
             if order == "inclined":
                 assert torch.all(t + hh + ww == steps), "a step is not one plane"
@@ -192,12 +191,18 @@ def test_wavefront_equals_the_full_pass(order: str, grid: tuple[int, int, int],
             got[t, :, hh, ww] = logits[valid]
             values = torch.zeros(valid.shape)
             values[valid] = x[0, t, hh, ww]  # the inputs become known only after their logits
-            wave.write(step, values)
+            wave.write_values(step, values.numpy())
             steps += 1
     assert steps == step_count(order, c, h, w)  # type: ignore[arg-type]
     assert steps == (c + h + w - 2 if order == "inclined" else c * h * w)
     assert torch.all(visits == 1), "every position must be visited exactly once"
     assert torch.allclose(got, full, atol=1e-5), float((got - full).abs().max())
+
+
+def _step(wave: Wavefront, step: Step) -> tuple[torch.Tensor, ...]:
+    """A step's logits (T_a, rows, K), validity (T_a, rows) and valid cells' t, h, w, as tensors."""
+    valid, t, h, w = wave.cells(step)
+    return tuple(torch.from_numpy(a) for a in (wave.step_logits(step), valid, t, h, w))
 
 
 def _wavefront_logits(
@@ -209,12 +214,11 @@ def _wavefront_logits(
     with torch.no_grad():
         wave = Wavefront(net, h, w, cond, threads)
         for step in schedule(order, c, h, w):  # type: ignore[arg-type]
-            logits, valid = wave.logits(step), wave.valid(step)
-            t, hh, ww = wave.positions(step)
+            logits, valid, t, hh, ww = _step(wave, step)
             got[t, :, hh, ww] = logits[valid]
             values = torch.zeros(valid.shape)
             values[valid] = x[0, t, hh, ww]
-            wave.write(step, values)
+            wave.write_values(step, values.numpy())
     return got
 
 
@@ -288,8 +292,9 @@ def logits():
     torch.manual_seed(1)
     wave, out = Wavefront(net, 9, 8, None, threads=2), []
     for step in schedule("inclined", 6, 9, 8):
-        out.append(wave.logits(step).clone())
-        wave.write(step, torch.rand(wave.valid(step).shape) * wave.valid(step))
+        out.append(torch.from_numpy(wave.step_logits(step)))
+        valid = torch.from_numpy(wave.cells(step)[0])
+        wave.write_values(step, (torch.rand(valid.shape) * valid).numpy())
     return out
 
 before = logits()  # the thread pool now runs in this process
@@ -605,7 +610,7 @@ def _coded_probabilities(coder: TcaeCoder, spec: StreamSpec, sym: torch.Tensor, 
     wave = Wavefront(net, sym.shape[1], sym.shape[2])
     order: list[torch.Tensor] = []
     for step in schedule(coder.order, *sym.shape):
-        t, h, w = wave.positions(step)
+        t, h, w = (torch.from_numpy(a) for a in wave.cells(step)[1:])
         keep = mask[t, h, w]
         order.append(torch.stack([t[keep], h[keep], w[keep]], 1))
     where = torch.cat(order)

@@ -63,9 +63,9 @@ def test_every_loop_computes_the_same_bits(seed: int) -> None:
         loop(x, xo, cs, toff, w, 0, wseg, runs, 0, acc)
         results[rows] = acc
     for i in range(4):  # one row at a time
-        acc1 = bias.copy()
+        acc1 = bias[:, None].copy()
         kernel.row1(x, xo + i, cs, toff, w, 0, wseg, runs, 0, acc1)
-        assert np.array_equal(acc1.view(np.int32), results[4][:, i].view(np.int32)), i
+        assert np.array_equal(acc1[:, 0].view(np.int32), results[4][:, i].view(np.int32)), i
     for narrow, wide in ((4, 16), (16, 32)):
         assert np.array_equal(results[narrow].view(np.int32), results[wide][:, :narrow].view(np.int32)), wide
     # the second half of a 32-row call is a 16-row call 16 rows further on
