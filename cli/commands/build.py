@@ -244,13 +244,21 @@ def _summary(cfg: dict, out_dir: Path, result: TrainResult, ev: Results) -> None
     held_out = validation_images(cfg["data"]["val"])
     example = held_out[0]
     run = shlex.quote(str(out_dir))
+    stem = shlex.quote(_free_stem(example.stem, out_dir.name))
     out.print("\nCompress and restore a held-out image with it:", highlight=False)
-    out.print(f"  codec compress {shlex.quote(str(example))} --model {run} -o {example.stem}.cdl",
-              highlight=False)
-    out.print(f"  codec decompress {example.stem}.cdl --model {run} -o {example.stem}.decoded.png",
-              highlight=False)
+    out.print(f"  codec compress {shlex.quote(str(example))} --model {run} -o {stem}.cdl", highlight=False)
+    out.print(f"  codec decompress {stem}.cdl --model {run} -o {stem}.decoded.png", highlight=False)
     out.print(f"Evaluate it on the {len(held_out)} held-out image(s):", highlight=False)
     out.print(f"  codec eval --model {run} --data {shlex.quote(str(example.parent))}", highlight=False)
+
+
+def _free_stem(stem: str, run_name: str) -> str:
+    """A name for the suggested outputs that exists in neither form yet: the suggestion must work
+    as printed, and a user who followed the README already has ``kodim20.cdl`` from a shipped model."""
+    for candidate in (stem, f"{stem}-{run_name}", *(f"{stem}-{run_name}-{i}" for i in range(2, 100))):
+        if not any(Path(candidate + ext).exists() for ext in (".cdl", ".decoded.png")):
+            return candidate
+    return f"{stem}-{run_name}"
 
 
 def _notices(cfg: dict, busy: bool = True) -> None:

@@ -223,6 +223,28 @@ def test_suggested_commands_use_held_out_images_only(tmp_path: Path) -> None:
     assert str(folder) in compress
 
 
+def test_suggested_commands_work_as_printed_beside_earlier_outputs(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The README compresses a held-out sample to ``<stem>.cdl`` first; the build's suggestion
+    must not then be refused for that file."""
+    import shlex
+
+    from codec_lab.corelib.data import validation_images
+
+    monkeypatch.chdir(tmp_path)
+    stem = validation_images(None)[0].stem
+    (tmp_path / f"{stem}.cdl").write_bytes(b"the user's earlier file")
+    result = invoke("build", "--steps", "1", "--out", tmp_path / "run", *TINY_SETS)
+    assert result.exit_code == 0, result.stderr
+    for line in result.stdout.splitlines():
+        if line.strip().startswith(("codec compress", "codec decompress")):
+            step = invoke(*shlex.split(line)[1:])
+            assert step.exit_code == 0, (line, step.stderr)
+    assert (tmp_path / f"{stem}.cdl").read_bytes() == b"the user's earlier file"
+    assert (tmp_path / f"{stem}-run.decoded.png").exists()
+
+
 def test_suggested_eval_uses_the_val_folder(cli_run: Path, data_dirs) -> None:
     stdout = (cli_run.parent / "build-stdout.txt").read_text()
     assert _suggested_eval_folder(stdout) == data_dirs["val"]
