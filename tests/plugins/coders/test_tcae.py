@@ -1,4 +1,4 @@
-"""``tcae`` and ``inclined-tcae``: causal trimmed masks, the wavefront, bit-exact coding.
+"""``tcae`` and ``inclined-tcae``: bit-exact coding, other processes, damaged data, likelihoods.
 
 Everything is tiny (2-channel blocks, grids of a few dozen symbols): the raster ``tcae``
 decodes symbol by symbol. Networks get random non-zero output weights (a fresh network
@@ -8,7 +8,6 @@ so coding goes through the context network and the wavefront.
 
 from __future__ import annotations
 
-import concurrent.futures
 import math
 import os
 import subprocess
@@ -24,314 +23,19 @@ import torch
 from codec_lab.corelib.streams import Stream, StreamSpec
 from codec_lab.corelib.testing import setup_coder
 from codec_lab.errors import BitstreamError, ConfigError
-from codec_lab.plugins.coders.common import wavefront_pool
 from codec_lab.plugins.coders.common.categorical import PRECISION, frequencies
-from codec_lab.plugins.coders.common.trimmed import ORDERS, ContextNetwork, trimmed_mask
-from codec_lab.plugins.coders.common.wavefront import Step, Wavefront, schedule, step_count
-from codec_lab.plugins.coders.tcae import InclinedTcaeCoder, TcaeCoder
-
-CODERS = {"raster": TcaeCoder, "inclined": InclinedTcaeCoder}
-SMALL = {"width": 2, "map_width": 4, "kernel": 3, "out_kernel": 3, "res_blocks": 1}
-GRIDS = [(3, 4, 5), (1, 5, 3), (4, 2, 6)]
-EDGE_GRIDS = [(1, 1, 1), (2, 1, 4), (3, 3, 1)]  # a single symbol, a single row, a single column
-# The raster coder decodes one symbol per step: keep its grids near 50 symbols.
-CODE_SHAPES = {"raster": [(2, 5, 5), (1, 4, 7)], "inclined": [(3, 5, 6), (1, 7, 4)]}
-
-
-def _gen(seed: int) -> torch.Generator:
-    return torch.Generator().manual_seed(seed)
-
-
-def _randomize(net: ContextNetwork, gen: torch.Generator) -> None:
-    """Random non-zero output weights (a fresh output layer is all zeros: uniform logits)."""
-    with torch.no_grad():
-        net.out.weight.copy_(torch.randn(net.out.weight.shape, generator=gen))
-        net.out.bias.copy_(torch.randn(net.out.bias.shape, generator=gen) * 0.5)
-
-
-def _net(order: str, blocks: int, alphabet: int = 5, kernel: int = 5, out_kernel: int = 3,
-         res_blocks: int = 1, condition: int = 0, seed: int = 0) -> ContextNetwork:  # fmt: skip
-    torch.manual_seed(seed)
-    sizes = {"width": 2, "kernel": kernel, "out_kernel": out_kernel, "res_blocks": res_blocks}
-    net = ContextNetwork(blocks, alphabet, **sizes, order=order, condition_channels=condition)  # type: ignore[arg-type]
-    _randomize(net, _gen(seed + 1))
-    return net.eval()
-
-
-def _rank(order: str, c: int, h: int, w: int) -> torch.Tensor:
-    """(C, H, W) coding-order key: the plane c + h + w, or the raster index."""
-    t = torch.arange(c).view(-1, 1, 1)
-    hh = torch.arange(h).view(1, -1, 1)
-    ww = torch.arange(w).view(1, 1, -1)
-    key = t + hh + ww if order == "inclined" else t * h * w + hh * w + ww
-    return key.expand(c, h, w)
-
-
-def _coder(order: str, specs: list[StreamSpec], seed: int = 0, fit: bool = True) -> TcaeCoder:
-    torch.manual_seed(seed)
-    coder = CODERS[order](**SMALL)
-    setup_coder(coder, specs)
-    if fit:
-        gen = _gen(seed + 100)
-        for net in coder.nets.values():
-            _randomize(net, gen)
-        coder.fit_end()
-    return coder.eval()
-
-
-def _masks(shape: tuple[int, int, int], gen: torch.Generator) -> dict[str, torch.Tensor | None]:
-    c = shape[0]
-    channels = torch.zeros(c, 1, 1, dtype=torch.bool)
-    channels[: max(1, c // 2 + c % 2)] = True
-    return {
-        "none": None,
-        "random": torch.rand(shape, generator=gen) < 0.6,
-        "all-false": torch.zeros(shape, dtype=torch.bool),
-        "channels": channels,
-    }
-
-
-def _check_decoded(dec: torch.Tensor, sym: torch.Tensor, mask: torch.Tensor | None) -> None:
-    full = torch.ones_like(sym, dtype=torch.bool) if mask is None else mask.expand_as(sym)
-    assert dec.dtype == torch.int64 and dec.shape == sym.shape
-    assert torch.equal(dec[full], sym[full]), "not bit-exact"
-    assert not dec[~full].any(), "masked positions must decode to 0"
-
-
-# ---------------------------------------------------------------------------- masks
-@pytest.mark.parametrize("order", ORDERS)
-@pytest.mark.parametrize("grid", GRIDS, ids=lambda g: "x".join(map(str, g)))
-@pytest.mark.parametrize("kernel", [3, 5])
-def test_every_logit_depends_only_on_earlier_symbols(
-    order: str, grid: tuple[int, int, int], kernel: int
-) -> None:
-    c, h, w = grid
-    net = _net(order, c, kernel=kernel, out_kernel=3 if kernel == 5 else 5, condition=1)
-    n = c * h * w
-    base = torch.rand(1, c, h, w, generator=_gen(1))
-    cond = torch.rand(1, 1, h, w, generator=_gen(2)).expand(n, 1, h, w)
-    x = base.repeat(n, 1, 1, 1)
-    x.view(n, n)[torch.arange(n), torch.arange(n)] += 0.5  # image j perturbs (raster) position j
-    with torch.no_grad():
-        ref = net(base, cond[:1])
-        out = net(x, cond)
-    assert ref.abs().amax() > 0.1, "the logits must not be constant"
-    diff = (out - ref).abs().amax(dim=2).view(n, n)  # [j, position]: largest logit change
-    rank = _rank(order, c, h, w).reshape(n)
-    changed_later = 0
-    for j in range(n):
-        earlier = rank <= rank[j]  # j itself and (inclined) its whole plane included
-        assert float(diff[j][earlier].max()) <= 1e-5, (
-            f"{order}: the input at {np.unravel_index(j, (c, h, w))} changes the logits of a position "
-            f"at or before it in coding order"
-        )
-        if bool((~earlier).any()) and float(diff[j][~earlier].max()) > 1e-3:
-            changed_later += 1
-    assert changed_later > 0, "no input changes any later logit: the test would pass trivially"
-
-
-@pytest.mark.parametrize("order", ORDERS)
-def test_trimmed_mask_first_layer_strict_hidden_inclusive(order: str) -> None:
-    blocks, g, k, r = 3, 2, 5, 2
-    first = trimmed_mask(order, blocks, 1, g, k, strict=True)  # type: ignore[arg-type]
-    hidden = trimmed_mask(order, blocks, g, g, k, strict=False)  # type: ignore[arg-type]
-    assert first.shape == (blocks * g, blocks, k, k)
-    assert hidden.shape == (blocks * g, blocks * g, k, k)
-    for m in (first, hidden):
-        assert set(m.unique().tolist()) <= {0.0, 1.0}
-    for o in range(blocks * g):
-        t = o // g
-        assert first[o, t, r, r] == 0, "the first layer must not see the symbol itself"
-        assert torch.all(hidden[o, t * g : (t + 1) * g, r, r] == 1), "hidden layers read their own position"
-        # a later block is never read at its own position, an earlier one always is
-        for m, gi in ((first, 1), (hidden, g)):
-            if t + 1 < blocks:
-                assert torch.all(m[o, (t + 1) * gi :, r, r] == 0)
-            if t > 0:
-                assert torch.all(m[o, : t * gi, r, r] == 1)
-        # the next position in the same block (one column right) is never read
-        assert first[o, t, r, r + 1] == 0 and torch.all(hidden[o, t * g : (t + 1) * g, r, r + 1] == 0)
-        # the previous one (one column left) always is
-        assert first[o, t, r, r - 1] == 1
-    if order == "inclined":  # (dh, dw) = (+1, -1) lies on the symbol's own plane
-        assert first[0, 0, r + 1, r - 1] == 0 and hidden[0, 0, r + 1, r - 1] == 1
-    else:  # the whole row above is earlier in raster order, the row below later
-        assert torch.all(first[0, 0, r - 1] == 1) and torch.all(first[0, 0, r + 1] == 0)
-    with pytest.raises(ValueError, match="coding order"):
-        trimmed_mask("zigzag", 2, 1, 1, 3, True)  # type: ignore[arg-type]
-
-
-# ---------------------------------------------------------------------------- wavefront
-@pytest.mark.parametrize("order", ORDERS)
-@pytest.mark.parametrize("grid", GRIDS + EDGE_GRIDS, ids=lambda g: "x".join(map(str, g)))
-@pytest.mark.parametrize("net_size", [(5, 3, 1), (3, 5, 0), (3, 3, 2)], ids=["k5o3r1", "k3o5r0", "k3o3r2"])
-def test_wavefront_equals_the_full_pass(order: str, grid: tuple[int, int, int],
-                                        net_size: tuple[int, int, int]) -> None:  # fmt: skip
-    c, h, w = grid
-    kernel, out_kernel, res = net_size
-    k = 5
-    net = _net(
-        order, c, alphabet=k, kernel=kernel, out_kernel=out_kernel, res_blocks=res, condition=2, seed=3
-    )
-    x = torch.rand(1, c, h, w, generator=_gen(4))
-    x[torch.rand(x.shape, generator=_gen(5)) < 0.3] = 0  # "masked" inputs, as the coder writes them
-    cond = torch.rand(1, 2, h, w, generator=_gen(6))
-    with torch.no_grad():
-        full = net(x, cond)[0]  # (C, K, H, W)
-        wave = Wavefront(net, h, w, cond)
-        got = torch.full_like(full, float("nan"))
-        visits = torch.zeros(c, h, w, dtype=torch.int64)
-        steps = 0
-        for step in schedule(order, c, h, w):  # type: ignore[arg-type]
-            logits, valid, t, hh, ww = _step(wave, step)
-            assert logits.shape == (*valid.shape, k) and t.numel() == int(valid.sum()) > 0
-            if order == "inclined":
-                assert torch.all(t + hh + ww == steps), "a step is not one plane"
-            visits[t, hh, ww] += 1
-            got[t, :, hh, ww] = logits[valid]
-            values = torch.zeros(valid.shape)
-            values[valid] = x[0, t, hh, ww]  # the inputs become known only after their logits
-            wave.write_values(step, values.numpy())
-            steps += 1
-    assert steps == step_count(order, c, h, w)  # type: ignore[arg-type]
-    assert steps == (c + h + w - 2 if order == "inclined" else c * h * w)
-    assert torch.all(visits == 1), "every position must be visited exactly once"
-    assert torch.allclose(got, full, atol=1e-5), float((got - full).abs().max())
-
-
-def _step(wave: Wavefront, step: Step) -> tuple[torch.Tensor, ...]:
-    """A step's logits (T_a, rows, K), validity (T_a, rows) and valid cells' t, h, w, as tensors."""
-    valid, t, h, w = wave.cells(step)
-    return tuple(torch.from_numpy(a) for a in (wave.step_logits(step), valid, t, h, w))
-
-
-def _wavefront_logits(
-    net: ContextNetwork, order: str, x: torch.Tensor, cond: torch.Tensor | None, threads: int = 1
-) -> torch.Tensor:
-    """(C, K, H, W) logits of ``net`` computed step by step, inputs written as they become known."""
-    c, h, w = x.shape[1:]
-    got = torch.full((c, net.alphabet, h, w), float("nan"))
-    with torch.no_grad():
-        wave = Wavefront(net, h, w, cond, threads)
-        for step in schedule(order, c, h, w):  # type: ignore[arg-type]
-            logits, valid, t, hh, ww = _step(wave, step)
-            got[t, :, hh, ww] = logits[valid]
-            values = torch.zeros(valid.shape)
-            values[valid] = x[0, t, hh, ww]
-            wave.write_values(step, values.numpy())
-    return got
-
-
-@pytest.mark.parametrize("order", ORDERS)
-@pytest.mark.parametrize("grid", [(2, 13, 15), (1, 21, 20), (1, 41, 40)], ids=lambda g: "x".join(map(str, g)))
-def test_wavefront_on_large_grids_and_wide_layers(order: str, grid: tuple[int, int, int]) -> None:
-    """Up to 40 rows per block and step: every call of the kernel (32 rows, then 16, 4 or 1 for
-    the rest; 17 rows left at the image's bottom: a 32-row call reaching 15 rows past them, as
-    far as its spare rows allow) and layers wider than its 8 outputs per call (12 per block,
-    19 logits: several chunks, the last padded)."""
-    c, h, w = grid
-    torch.manual_seed(12)
-    net = ContextNetwork(c, 19, width=12, kernel=5, out_kernel=3, res_blocks=1, order=order,  # type: ignore[arg-type]
-                         condition_channels=1).eval()  # fmt: skip
-    _randomize(net, _gen(13))
-    x = torch.rand(1, c, h, w, generator=_gen(14))
-    cond = torch.rand(1, 1, h, w, generator=_gen(15))
-    with torch.no_grad():
-        full = net(x, cond)[0]
-    got = _wavefront_logits(net, order, x, cond)
-    assert torch.allclose(got, full, atol=1e-4), float((got - full).abs().max())
-
-
-def test_threads_compute_the_same_bits(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Shared among threads (numba's pool, blocks dealt round-robin, several chunks per layer,
-    up to 20 rows per block), every logit is bit-identical to the one-thread kernel's; the pool
-    really ran, and a second caller while it runs (another Python thread) gets the one-thread
-    kernel, with the same bits."""
-    c, h, w = 6, 20, 17
-    torch.manual_seed(19)
-    net = ContextNetwork(c, 19, width=12, kernel=5, out_kernel=3, res_blocks=1, order="inclined",
-                         condition_channels=1).eval()  # fmt: skip
-    _randomize(net, _gen(20))
-    x = torch.rand(1, c, h, w, generator=_gen(21))
-    cond = torch.rand(1, 1, h, w, generator=_gen(22))
-    one = _wavefront_logits(net, "inclined", x, cond, threads=1)
-    pooled = wavefront_pool.step_kernel_threads
-    calls: list[int] = []
-
-    def counted(*args):  # type: ignore[no-untyped-def]
-        calls.append(args[-1])
-        return pooled(*args)
-
-    monkeypatch.setattr(wavefront_pool, "step_kernel_threads", counted)
-    torch_threads = torch.get_num_threads()
-    for threads in (2, 3, 7):
-        calls.clear()
-        got = _wavefront_logits(net, "inclined", x, cond, threads=threads)
-        assert torch.equal(got.view(torch.int32), one.view(torch.int32)), threads
-        assert calls and max(calls) == min(threads, c), "the pool was not used"
-        # numba's OpenMP pool sets the process's OpenMP thread count: torch's must be restored
-        assert torch.get_num_threads() == torch_threads
-    with concurrent.futures.ThreadPoolExecutor(2) as pool:
-        both = list(pool.map(lambda _: _wavefront_logits(net, "inclined", x, cond, threads=2), range(2)))
-    for got in both:
-        assert torch.equal(got.view(torch.int32), one.view(torch.int32))
-
-
-FORK_SCRIPT = r"""
-import os
-import torch
-from codec_lab.plugins.coders.common.trimmed import ContextNetwork
+from codec_lab.plugins.coders.common.trimmed import ORDERS
 from codec_lab.plugins.coders.common.wavefront import Wavefront, schedule
-
-torch.manual_seed(0)
-net = ContextNetwork(6, 5, width=4, kernel=5, out_kernel=3, res_blocks=1, order="inclined").eval()
-with torch.no_grad():
-    net.out.weight.normal_()
-
-def logits():
-    torch.manual_seed(1)
-    wave, out = Wavefront(net, 9, 8, None, threads=2), []
-    for step in schedule("inclined", 6, 9, 8):
-        out.append(torch.from_numpy(wave.step_logits(step)))
-        valid = torch.from_numpy(wave.cells(step)[0])
-        wave.write_values(step, (torch.rand(valid.shape) * valid).numpy())
-    return out
-
-before = logits()  # the thread pool now runs in this process
-pid = os.fork()
-if pid == 0:
-    torch.set_num_threads(1)  # as DataLoader workers do: torch's own pool does not survive a fork
-    same = all(torch.equal(a, b) for a, b in zip(before, logits()))
-    os._exit(0 if same else 3)
-print(os.waitpid(pid, 0)[1])
-"""
-
-
-def test_a_forked_child_computes_on_one_thread() -> None:
-    """Numba terminates a child forked after its (GNU OpenMP) pool started if the child uses
-    the pool again; the wavefront falls back to one thread there, with the same results."""
-    env = {**os.environ, "CODEC_DISABLE_PLUGIN_AUTOLOAD": "1"}
-    proc = subprocess.run([sys.executable, "-c", FORK_SCRIPT], capture_output=True, text=True, timeout=240,
-                          env=env)  # fmt: skip
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    assert proc.stdout.strip().splitlines()[-1] == "0", proc.stdout + proc.stderr[-3000:]
-
-
-def test_wavefront_follows_weight_changes() -> None:
-    """The kernel's weight tables are kept with the network while its parameters stay the
-    same; an in-place change (an optimizer step, ``load_state_dict``) is seen."""
-    net = _net("inclined", 3, condition=1, seed=16)
-    x = torch.rand(1, 3, 5, 4, generator=_gen(17))
-    cond = torch.rand(1, 1, 5, 4, generator=_gen(18))
-    first = _wavefront_logits(net, "inclined", x, cond)
-    assert torch.equal(_wavefront_logits(net, "inclined", x, cond), first)
-    with torch.no_grad():
-        net.second.weight.mul_(2)
-        net.out.bias.add_(1)
-        full = net(x, cond)[0]
-    again = _wavefront_logits(net, "inclined", x, cond)
-    assert not torch.allclose(again, first)
-    assert torch.allclose(again, full, atol=1e-5)
+from codec_lab.plugins.coders.tcae import InclinedTcaeCoder, TcaeCoder
+from tests.plugins.coders.tcae_helpers import (
+    CODE_SHAPES,
+    EDGE_GRIDS,
+    SMALL,
+    check_decoded,
+    generator,
+    mask_cases,
+    small_coder,
+)
 
 
 # ---------------------------------------------------------------------------- coding
@@ -340,15 +44,15 @@ def test_wavefront_follows_weight_changes() -> None:
 def test_round_trip_is_bit_exact(order: str, alphabet: int) -> None:
     for i, shape in enumerate(CODE_SHAPES[order]):
         spec = StreamSpec("y", shape[0], alphabet)
-        coder = _coder(order, [spec], seed=alphabet + i)
+        coder = small_coder(order, [spec], seed=alphabet + i)
         assert coder.fitted
-        gen = _gen(10 * alphabet + i)
+        gen = generator(10 * alphabet + i)
         sym = torch.randint(0, alphabet, shape, generator=gen)
-        for name, mask in _masks(shape, gen).items():
+        for name, mask in mask_cases(shape, gen).items():
             data = coder.encode(Stream(spec, sym, mask))
             assert isinstance(data, bytes) and len(data) % 4 == 0
             dec = coder.decode(data, spec, shape, mask)
-            _check_decoded(dec, sym, mask)
+            check_decoded(dec, sym, mask)
             if mask is not None:  # masked symbols are never read nor coded
                 other = torch.randint(0, alphabet, shape, generator=gen)
                 changed = torch.where(mask.expand(shape), sym, other)
@@ -361,19 +65,19 @@ def test_round_trip_is_bit_exact(order: str, alphabet: int) -> None:
 def test_round_trip_on_degenerate_grids(order: str) -> None:
     for i, shape in enumerate(EDGE_GRIDS):
         spec = StreamSpec("y", shape[0], 4)
-        coder = _coder(order, [spec], seed=60 + i)
-        gen = _gen(61 + i)
+        coder = small_coder(order, [spec], seed=60 + i)
+        gen = generator(61 + i)
         sym = torch.randint(0, 4, shape, generator=gen)
-        for mask in _masks(shape, gen).values():
+        for mask in mask_cases(shape, gen).values():
             data = coder.encode(Stream(spec, sym, mask))
-            _check_decoded(coder.decode(data, spec, shape, mask), sym, mask)
+            check_decoded(coder.decode(data, spec, shape, mask), sym, mask)
 
 
 @pytest.mark.parametrize("order", ORDERS)
 def test_a_side_stream_at_a_lower_resolution_conditions_by_nearest_neighbour(order: str) -> None:
     specs = [StreamSpec("map", 1, 16, side=True), StreamSpec("y", 3, 8)]
-    coder = _coder(order, specs, seed=65)
-    gen = _gen(66)
+    coder = small_coder(order, specs, seed=65)
+    gen = generator(66)
     mp, y = torch.randint(0, 16, (1, 2, 3), generator=gen), torch.randint(0, 8, (3, 4, 6), generator=gen)
     data_map = coder.encode(Stream(specs[0], mp))
     data_y = coder.encode(Stream(specs[1], y), {"map": Stream(specs[0], mp)})
@@ -390,9 +94,9 @@ def test_a_side_stream_at_a_lower_resolution_conditions_by_nearest_neighbour(ord
 def test_two_streams_round_trip_with_the_map_as_context(order: str) -> None:
     c, h, w = (3, 4, 5) if order == "raster" else (4, 6, 5)
     specs = [StreamSpec("map", 1, 16, side=True), StreamSpec("y", c, 8)]
-    coder = _coder(order, specs, seed=7)
+    coder = small_coder(order, specs, seed=7)
     assert coder.nets["y"].condition is not None  # mask + the map
-    gen = _gen(8)
+    gen = generator(8)
     mp = torch.randint(0, 16, (1, h, w), generator=gen)
     y = torch.randint(0, 8, (c, h, w), generator=gen)
     ymask = torch.arange(c).view(c, 1, 1) < (mp * c // 16 + 1)  # importance-like: channels below the level
@@ -401,7 +105,7 @@ def test_two_streams_round_trip_with_the_map_as_context(order: str) -> None:
     map_dec = coder.decode(data_map, specs[0], (1, h, w), None)
     assert torch.equal(map_dec, mp)
     y_dec = coder.decode(data_y, specs[1], (c, h, w), ymask, {"map": Stream(specs[0], map_dec)})
-    _check_decoded(y_dec, y, ymask)
+    check_decoded(y_dec, y, ymask)
     # a stream conditioned on the map cannot be coded without it
     with pytest.raises(ConfigError, match="map"):
         coder.encode(Stream(specs[1], y, ymask))
@@ -418,13 +122,13 @@ def test_two_streams_round_trip_with_the_map_as_context(order: str) -> None:
 def test_unfitted_coder_codes_uniformly(order: str) -> None:
     shape = CODE_SHAPES[order][0]
     spec = StreamSpec("y", shape[0], 3)
-    coder = _coder(order, [spec], fit=False)
+    coder = small_coder(order, [spec], fit=False)
     assert not coder.fitted
-    gen = _gen(11)
+    gen = generator(11)
     sym = torch.randint(0, 3, shape, generator=gen)
-    for mask in _masks(shape, gen).values():
+    for mask in mask_cases(shape, gen).values():
         data = coder.encode(Stream(spec, sym, mask))
-        _check_decoded(coder.decode(data, spec, shape, mask), sym, mask)
+        check_decoded(coder.decode(data, spec, shape, mask), sym, mask)
         n = int((torch.ones(shape, dtype=torch.bool) if mask is None else mask.expand(shape)).sum())
         assert abs(8 * len(data) - n * math.log2(3)) <= 64
     lk = coder.likelihoods(Stream(spec, sym[None]))
@@ -445,6 +149,20 @@ torch.set_num_threads(threads)
 from codec_lab.corelib.streams import Stream, StreamSpec
 from codec_lab.corelib.testing import setup_coder
 from codec_lab.plugins.coders.tcae import InclinedTcaeCoder, TcaeCoder
+from tests.plugins.coders.tcae_helpers import (
+    CODE_SHAPES,
+    EDGE_GRIDS,
+    CODERS,
+    EDGE_GRIDS,
+    SMALL,
+    check_decoded,
+    coding_rank,
+    generator,
+    mask_cases,
+    randomize_output,
+    small_coder,
+    small_net,
+)
 
 cases = torch.load(sys.argv[2], weights_only=False)
 results = []
@@ -471,8 +189,8 @@ def test_files_decode_in_a_fresh_process_at_another_thread_count(tmp_path: Path)
     cases, expected = [], []
     for order, (c, h, w) in (("inclined", (4, 6, 5)), ("raster", (2, 4, 5))):
         specs = [StreamSpec("map", 1, 16, side=True), StreamSpec("y", c, 8)]
-        coder = _coder(order, specs, seed=21)
-        gen = _gen(22)
+        coder = small_coder(order, specs, seed=21)
+        gen = generator(22)
         mp = torch.randint(0, 16, (1, h, w), generator=gen)
         y = torch.randint(0, 8, (c, h, w), generator=gen)
         ymask = torch.rand(c, h, w, generator=gen) < 0.7
@@ -520,8 +238,8 @@ def _damaged(data: bytes) -> dict[str, bytes]:
 def test_damaged_data_fails_cleanly(order: str) -> None:
     c, h, w = CODE_SHAPES[order][0]
     specs = [StreamSpec("map", 1, 16, side=True), StreamSpec("y", c, 8)]
-    coder = _coder(order, specs, seed=31)
-    gen = _gen(32)
+    coder = small_coder(order, specs, seed=31)
+    gen = generator(32)
     mp = torch.randint(0, 16, (1, h, w), generator=gen)
     y = torch.randint(0, 8, (c, h, w), generator=gen)
     ymask = torch.rand(c, h, w, generator=gen) < 0.7
@@ -553,8 +271,8 @@ def test_damaged_data_fails_cleanly(order: str) -> None:
 def test_wrong_model_decodes_other_symbols_or_refuses(order: str) -> None:
     shape = CODE_SHAPES[order][0]
     spec = StreamSpec("y", shape[0], 8)
-    coder, other = _coder(order, [spec], seed=41), _coder(order, [spec], seed=42)
-    sym = torch.randint(0, 8, shape, generator=_gen(43))
+    coder, other = small_coder(order, [spec], seed=41), small_coder(order, [spec], seed=42)
+    sym = torch.randint(0, 8, shape, generator=generator(43))
     data = coder.encode(Stream(spec, sym))
     try:
         dec = other.decode(data, spec, shape, None)
@@ -623,8 +341,8 @@ def _coded_probabilities(coder: TcaeCoder, spec: StreamSpec, sym: torch.Tensor, 
 def test_likelihoods_are_the_coding_probabilities(order: str) -> None:
     c, h, w = (2, 5, 5) if order == "raster" else (4, 6, 5)
     specs = [StreamSpec("map", 1, 16, side=True), StreamSpec("y", c, 8)]
-    coder = _coder(order, specs, seed=51)
-    gen = _gen(52)
+    coder = small_coder(order, specs, seed=51)
+    gen = generator(52)
     mp = torch.randint(0, 16, (2, 1, h, w), generator=gen)
     y = torch.randint(0, 8, (2, c, h, w), generator=gen)
     ymask = torch.rand(2, c, h, w, generator=gen) < 0.7
