@@ -21,7 +21,7 @@ from codec_lab.corelib.codec import Codec
 from codec_lab.corelib.coder_fit import CoderFit, CoderFitter
 from codec_lab.corelib.config import TrainConfig, deep_merge, validate_sections
 from codec_lab.corelib.data import training_images, validation_images
-from codec_lab.corelib.errors import ConfigError, OutputError, RunError
+from codec_lab.corelib.errors import ConfigError, DataError, OutputError, RunError
 from codec_lab.corelib.evaluation import evaluate
 from codec_lab.corelib.progress import Progress
 from codec_lab.corelib.render import markdown_table
@@ -100,6 +100,17 @@ def _transfer_transform(src: Codec, dst: Codec) -> None:
     dst.load_state_dict(state, strict=True, check_config=False)
 
 
+def _check_recorded_folder(src_dir: Path, config: dict[str, Any], key: str, given: Path | None,
+                           flag: str) -> None:
+    """Refuse, before any work, a default image folder (the one the run recorded, relative to
+    where it was built) that is not here: the user never typed that path."""
+    recorded = (config.get("data") or {}).get(key)
+    if given is None and recorded and not Path(recorded).is_dir():
+        what, use = ("trained", "fit the coder on") if key == "train" else ("validated", "evaluate on")
+        raise DataError(f"{src_dir} was {what} on {recorded} (recorded in its config.yaml), which is not "
+                        f"a folder here", f"pass the images to {use} with {flag} DIR")  # fmt: skip
+
+
 def refit_run(
     run: str | Path,
     *,
@@ -128,6 +139,8 @@ def refit_run(
     src_dir = check_run_dir(run)
     config = read_config(src_dir)
     cfg = _new_config(config, coder, data, val, dict(sets or {}), registry)
+    for key, given, flag in (("train", data, "--data"), ("val", val, "--val")):
+        _check_recorded_folder(src_dir, config, key, given, flag)
     coder_name = cfg["model"]["coder"]["name"]
     target = Path(out) if out is not None else default_out(src_dir, coder_name)
     if target.resolve() == src_dir.resolve():

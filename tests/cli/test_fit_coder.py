@@ -7,6 +7,7 @@ import json
 from pathlib import Path
 
 import torch
+import yaml
 
 from codec_lab.corelib.files import decode_bytes, encode_image
 from codec_lab.registry.runs import load_run
@@ -93,3 +94,25 @@ def test_only_the_coder_and_training_keys_may_change(cli_run: Path, tmp_path: Pa
     assert_clean_failure(result, contains="fit-coder changes only the coder")
     result = invoke("fit-coder", "--model", cli_run, "--out", cli_run, "--force")
     assert_clean_failure(result, contains="is the run being refitted")
+
+
+def test_a_recorded_data_folder_that_is_not_here_asks_for_data(cli_run: Path, tmp_path: Path,
+                                                               monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    """A shipped model records the folders it was built on, relative to where it was built; from
+    another folder the user is asked for --data / --val, not shown a path they never typed."""
+    monkeypatch.chdir(tmp_path)
+    copy = tmp_path / "moved"
+    copy.mkdir()
+    for f in cli_run.iterdir():
+        if f.is_file():
+            (copy / f.name).write_bytes(f.read_bytes())
+    config = yaml.safe_load((copy / "config.yaml").read_text())
+    config["data"] = {"train": "no/such/place/train", "val": "no/such/place/val"}
+    (copy / "config.yaml").write_text(yaml.safe_dump(config, sort_keys=False))
+    result = invoke("fit-coder", "--model", copy, "--out", tmp_path / "refit")
+    err = assert_clean_failure(result, contains="was trained on no/such/place/train")
+    assert "--data DIR" in err
+    result = invoke("fit-coder", "--model", copy, "--data", cli_run.parent, "--out", tmp_path / "refit")
+    err = assert_clean_failure(result, contains="was validated on no/such/place/val")
+    assert "--val DIR" in err
+    assert not (tmp_path / "refit").exists()
