@@ -3,7 +3,8 @@
 Every job runs in a fresh worker process (``--jobs N`` of them at once) on a fixed number of
 CPU threads, so the numbers do not depend on N. A point's JSON is written atomically when it
 is measured; a rerun of the same command skips every point whose file is there and still
-matches the plan (same setting, same evaluation images), so a killed compare resumes.
+matches the plan (a build of the same config, the same evaluation images, a coder variant
+refitted from its source's present weights), so a killed compare resumes.
 Workers report progress through a queue; the parent turns it into calls on a
 :class:`CompareProgress`.
 """
@@ -90,13 +91,18 @@ def _point_file(out: Path, key: str) -> Path:
 
 def load_points(out: Path, plan: Plan, images: Sequence[str]) -> dict[str, Point]:
     """The points already measured in ``out`` that still match ``plan`` (a point of another
-    setting or other images is measured again)."""
+    build config, other images or a stale coder variant is measured again)."""
     found: dict[str, Point] = {}
     settings = {j.key: dict(j.setting) for j in plan.jobs if isinstance(j, BuildJob)}
     for job in plan.jobs:
+        # A build made with other flags (--steps, --set, --preset, …) is trained again, and a
+        # coder variant refitted from another source's weights is refitted: so are their points.
+        if isinstance(job, BuildJob) and not _complete_run(job.run_dir, job.config):
+            continue
+        variants = {v.key: v for v in getattr(job, "variants", ())}
         for key in plan.point_keys(job):
             f = _point_file(out, key)
-            if not f.is_file():
+            if not f.is_file() or (key in variants and not _current_variant(variants[key], job.run_dir)):
                 continue
             try:
                 p = Point.from_json(json.loads(f.read_text()))
@@ -115,6 +121,18 @@ def _complete_run(run_dir: Path, config: Mapping[str, Any] | None) -> bool:
     if not ((run_dir / "weights.safetensors").is_file() and (run_dir / "run.json").is_file()):
         return False
     return config is None or config_matches(run_dir, dict(config))
+
+
+def _current_variant(variant: CoderVariant, source: Path) -> bool:
+    """Whether ``variant``'s run is a finished refit of ``source``'s present weights."""
+    if not _complete_run(variant.run_dir, None):
+        return False
+    try:
+        made_from = json.loads((variant.run_dir / "run.json").read_text()).get("refitted_from_digest")
+        digest = json.loads((source / "run.json").read_text()).get("weights_digest")
+    except (OSError, ValueError, AttributeError):
+        return False
+    return made_from is not None and made_from == digest
 
 
 def _resumable(run_dir: Path, config: Mapping[str, Any]) -> bool:
@@ -142,7 +160,7 @@ def _variant(variant: CoderVariant, source: Path, eval_dir: Path | None, images:
     from codec_lab.registry.runs import load_run
 
     progress = _QueueProgress(q, variant.key)
-    if _complete_run(variant.run_dir, None):
+    if _current_variant(variant, source):
         results = evaluate(load_run(variant.run_dir), images, progress)
     else:
         results = refit_run(source, coder=variant.coder, out=variant.run_dir, val=eval_dir,
@@ -176,7 +194,7 @@ def _work(job: Job, out: Path, eval_dir: Path | None, todo: Sequence[str], threa
         return
     if isinstance(job, BuildJob):
         source = job.run_dir
-        if job.key in todo or any(not _complete_run(v.run_dir, None) for v in job.variants):
+        if job.key in todo or any(not _current_variant(v, source) for v in job.variants):
             if _complete_run(source, job.config):
                 results = evaluate(load_run(source), images, progress) if job.key in todo else None
             elif _resumable(source, job.config):

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import copy
 import datetime as _dt
+import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -100,6 +101,14 @@ def _transfer_transform(src: Codec, dst: Codec) -> None:
     dst.load_state_dict(state, strict=True, check_config=False)
 
 
+def _source_digest(src_dir: Path) -> str | None:
+    """The refitted run's weights digest (its ``run.json``): what a refit was made from."""
+    try:
+        return json.loads((src_dir / "run.json").read_text()).get("weights_digest")
+    except (OSError, ValueError, AttributeError):
+        return None
+
+
 def _check_recorded_folder(src_dir: Path, config: dict[str, Any], key: str, given: Path | None,
                            flag: str) -> None:
     """Refuse, before any work, a default image folder (the one the run recorded, relative to
@@ -170,6 +179,7 @@ def refit_run(
     write_json(target / "run.json", run_info(
         codec,
         refitted_from=str(src_dir),
+        refitted_from_digest=_source_digest(src_dir),
         coder_fitting=fit.fitting,
         fit_images=fit.images,
         fit_steps=fit.steps,

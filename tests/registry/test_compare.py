@@ -200,6 +200,41 @@ def test_a_rerun_skips_finished_points(registry: Registry, tiny_compare, data_di
     assert {f.name: f.stat().st_mtime_ns for f in (out / "points").glob("*.json") if f != target} == stamps
 
 
+def test_a_build_with_other_flags_is_trained_and_its_variants_refitted_again(
+    registry: Registry, tmp_path: Path, data_dirs
+) -> None:
+    """A rerun with other build flags (here --steps) must not keep points the printed command
+    did not make: the build is trained again, its coder variant refitted from the new weights."""
+    out = tmp_path / "cmp"
+
+    def run(steps: int) -> list[str]:
+        measured: list[str] = []
+
+        class Record:
+            def overall(self, total: int, done: int) -> None:
+                pass
+
+            def job_event(self, job: str, event: str, payload) -> None:
+                if event == "point":
+                    measured.append(job)
+
+        sets = {"train": {**TINY["train"], "steps": steps}}
+        data = {"train": str(data_dirs["train"]), "val": str(data_dirs["val"])}
+        plan = make_plan(registry, out=out, data=data, sets=sets, n_images=2, rates=["admm"],
+                         coders=["cabac"], baselines=["jpeg"], sweeps={"admm": {"model.rate.keep": [0.2]}})
+        outcome = run_plan(plan, out, jobs=1, threads=1, progress=Record())
+        assert not outcome.failed, outcome.failed
+        return sorted(measured)
+
+    first = run(2)
+    assert {"admm-keep=0.2", "admm-keep=0.2+cabac"} <= set(first)
+    assert run(2) == []  # the same command: everything is kept
+    assert run(3) == ["admm-keep=0.2", "admm-keep=0.2+cabac"]  # jpeg's points are kept
+    info = json.loads((out / "runs" / "admm-keep=0.2" / "run.json").read_text())
+    refit = json.loads((out / "runs" / "admm-keep=0.2+cabac" / "run.json").read_text())
+    assert refit["refitted_from_digest"] == info["weights_digest"]
+
+
 def test_a_killed_compare_resumes(tmp_path: Path, data_dirs) -> None:
     out = tmp_path / "cmp"
     cmd = [*codec_command(), "compare", "--rate", "admm", "--sweep", "admm:keep=0.1,0.2,0.4",
