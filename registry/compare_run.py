@@ -155,7 +155,7 @@ def _train_seconds(run_dir: Path) -> float | None:
 
 
 def _variant(variant: CoderVariant, source: Path, eval_dir: Path | None, images: list[Path], out: Path,
-             threads: int, q: Any) -> None:  # fmt: skip
+             threads: int, q: Any, setting: Mapping[str, Any]) -> None:  # fmt: skip
     from codec_lab.registry.fit_coder import refit_run
     from codec_lab.registry.runs import load_run
 
@@ -165,8 +165,10 @@ def _variant(variant: CoderVariant, source: Path, eval_dir: Path | None, images:
     else:
         results = refit_run(source, coder=variant.coder, out=variant.run_dir, val=eval_dir,
                             progress=progress, overwrite=True).evaluation  # fmt: skip
-    _save(out, Point(variant.key, variant.curve, {"coder": variant.coder}, _named(results, variant.key),
-                     _train_seconds(variant.run_dir), str(variant.run_dir), threads), q)  # fmt: skip
+    # The source's sweep setting too: a row must say which point of the sweep it recodes.
+    _save(out, Point(variant.key, variant.curve, {**setting, "coder": variant.coder},
+                     _named(results, variant.key), _train_seconds(variant.run_dir), str(variant.run_dir),
+                     threads), q)  # fmt: skip
 
 
 def _named(results: Results, name: str) -> Results:
@@ -214,7 +216,8 @@ def _work(job: Job, out: Path, eval_dir: Path | None, todo: Sequence[str], threa
                              str(source), threads), q)  # fmt: skip
     for v in job.variants:
         if v.key in todo:
-            _variant(v, source, eval_dir, images, out, threads, q)
+            _variant(v, source, eval_dir, images, out, threads, q,
+                     dict(job.setting) if isinstance(job, BuildJob) else {})
 
 
 def _guarded(

@@ -233,6 +233,8 @@ def test_a_build_with_other_flags_is_trained_and_its_variants_refitted_again(
     info = json.loads((out / "runs" / "admm-keep=0.2" / "run.json").read_text())
     refit = json.loads((out / "runs" / "admm-keep=0.2+cabac" / "run.json").read_text())
     assert refit["refitted_from_digest"] == info["weights_digest"]
+    variant = json.loads((out / "points" / "admm-keep=0.2+cabac.json").read_text())["compare"]
+    assert variant["setting"] == {"model.rate.keep": 0.2, "coder": "cabac"}  # which sweep point
 
 
 def test_a_killed_compare_resumes(tmp_path: Path, data_dirs) -> None:
@@ -276,7 +278,7 @@ def test_trained_runs_and_coder_variants_join_the_comparison(
     assert not outcome.failed, outcome.failed
     own, refit = outcome.points["run-tiny"], outcome.points["run-tiny+cabac"]
     assert own.run == str(trained_run) and own.train_s is None  # measured, not trained here
-    assert Path(refit.run).parent == out / "runs" and refit.setting == {"coder": "cabac"}
+    assert Path(refit.run).parent == out / "runs" and refit.setting == {"coder": "cabac"}  # no sweep
     assert [r["psnr"] for r in own.results.rows] == [r["psnr"] for r in refit.results.rows]
     assert (trained_run / "weights.safetensors").is_file()  # the user's run is only read
     curves = {c.key for c in assemble_curves(plan, outcome.points)}
