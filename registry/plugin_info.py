@@ -54,10 +54,12 @@ _ARG = re.compile(r"^\*{0,2}(\w+)\s*(\([^)]*\))?\s*:\s*(.*)$")
 
 def arg_help(cls: type) -> dict[str, str]:
     """Per-key help from the ``Args:`` section (Google style) of the class's or its
-    ``__init__``'s own docstring: ``{key: "one line"}``."""
+    ``__init__``'s own docstring, then its base classes' (a subclass that keeps its base's
+    constructor need not repeat its ``Args:``): ``{key: "one line"}``, the nearest class first."""
     out: dict[str, str] = {}
-    init = cls.__dict__.get("__init__")
-    for doc in (cls.__doc__, getattr(init, "__doc__", None)):
+    docs = [(c.__dict__.get("__doc__"), getattr(c.__dict__.get("__init__"), "__doc__", None))
+            for c in cls.__mro__ if c is not object]  # fmt: skip
+    for doc in (d for pair in docs for d in pair):
         if not doc:
             continue
         lines = inspect.cleandoc(doc).splitlines()

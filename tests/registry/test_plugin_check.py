@@ -324,3 +324,14 @@ def test_arg_help_reads_google_style_args() -> None:
 
     assert pc.arg_help(Documented) == {"alpha": "the first key, on two lines.", "beta": "the second.",
                                        "gamma": "documented on __init__ only."}  # fmt: skip
+
+    class Variant(Documented):
+        """The same constructor, another order.
+
+        Args:
+            beta: documented again, nearer.
+        """
+
+    assert pc.arg_help(Variant) == {"beta": "documented again, nearer.",
+                                    "alpha": "the first key, on two lines.",
+                                    "gamma": "documented on __init__ only."}  # fmt: skip
