@@ -52,15 +52,18 @@ class Block:
     path: str = ""
 
 
-def confidence_interval(values: Sequence[float], level: float = 0.95) -> tuple[float, float, float] | None:
-    """(mean, low, high) of the mean of ``values`` (Student t), or None with fewer than 2 values."""
+def confidence_interval(values: Sequence[float], level: float = 0.95,
+                        bounds: tuple[float, float] | None = None) -> tuple[float, float, float] | None:
+    """(mean, low, high) of the mean of ``values`` (Student t, clipped to ``bounds``: with few
+    images the t interval of a fraction reaches past 0 and 1), or None with fewer than 2 values."""
     vals = [float(v) for v in values if isinstance(v, (int, float)) and math.isfinite(v)]
     if len(vals) < 2:
         return None
     mean = statistics.fmean(vals)
     t = float(stats.t.ppf(0.5 + level / 2, len(vals) - 1))
     half = t * statistics.stdev(vals) / math.sqrt(len(vals))
-    return mean, mean - half, mean + half
+    lo, hi = bounds if bounds is not None else (-math.inf, math.inf)
+    return mean, max(mean - half, lo), min(mean + half, hi)
 
 
 def _fmt(value: Any, spec: str) -> str:
@@ -135,7 +138,7 @@ def _declared_table(curves: Sequence[Curve], level: float) -> Block | None:
         for p in c.sorted_points():
             cols: Sequence[ReportColumn] = p.results.codec.columns
             for col in cols:
-                ci = confidence_interval([r.get(col.key) for r in p.results.rows], level)
+                ci = confidence_interval([r.get(col.key) for r in p.results.rows], level, col.bounds)
                 if ci is None:
                     continue
                 mean, lo, hi = ci

@@ -85,7 +85,8 @@ class CodecDescription:
             "components": dict(self.components),
             "parameters": dict(self.parameters),
             "streams": list(self.streams),
-            "columns": [{"key": c.key, "label": c.label, "fmt": c.fmt, "help": c.help}
+            "columns": [{"key": c.key, "label": c.label, "fmt": c.fmt, "help": c.help,
+                         **({"bounds": list(c.bounds)} if c.bounds is not None else {})}
                         for c in self.columns],  # fmt: skip
             "num_parameters": self.num_parameters,
         }
@@ -99,7 +100,8 @@ class CodecDescription:
             components=dict(doc.get("components", {})),
             parameters=dict(doc.get("parameters", {})),
             streams=tuple(doc.get("streams", ())),
-            columns=tuple(ReportColumn(**c) for c in doc.get("columns", ())),
+            columns=tuple(ReportColumn(**{**c, "bounds": tuple(c["bounds"])} if c.get("bounds") else c)
+                          for c in doc.get("columns", ())),  # fmt: skip
             num_parameters=doc.get("num_parameters"),
         )
 

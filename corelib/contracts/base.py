@@ -50,12 +50,15 @@ class ReportColumn:
         label: column heading.
         fmt: format spec of the value, e.g. ``".3f"``.
         help: one line saying what it measures (shown in legends and docs).
+        bounds: the values' possible range, e.g. ``(0.0, 1.0)`` for a fraction: a report's
+            confidence interval of the mean is clipped to it (None: unbounded).
     """
 
     key: str
     label: str
     fmt: str = ".4g"
     help: str = ""
+    bounds: tuple[float, float] | None = None
 
 
 @dataclass(frozen=True)

@@ -73,10 +73,11 @@ class ADMMRate(Rate):
         "paper": {"every": 20, "keep": 0.1, "finetune": 0.1},
     }
     report_columns = (
-        ReportColumn("kept", "kept", ".3f", "fraction of latent positions sent"),
+        ReportColumn("kept", "kept", ".3f", "fraction of latent positions sent", (0.0, 1.0)),
         ReportColumn("zeros_before", "zeros before", ".3f",
-                     "fraction of zero code elements before pruning (the quantized latent)"),
-        ReportColumn("zeros", "zeros after", ".3f", "fraction of zero code elements after pruning"),
+                     "fraction of zero code elements before pruning (the quantized latent)", (0.0, 1.0)),
+        ReportColumn("zeros", "zeros after", ".3f", "fraction of zero code elements after pruning",
+                     (0.0, 1.0)),
     )
     # codec compare: from a few kept channels to about half (the paper keeps 10 %).
     sweep = {"keep": (0.05, 0.1, 0.2, 0.4)}

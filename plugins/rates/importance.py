@@ -107,7 +107,7 @@ class ImportanceRate(Rate):
     # The content-weighted nets (no BatchNorm) stalled near 13 dB at 4e-3 in a 120-step test
     # on BSDS500 crops, against 16.9 dB at 1e-3; the papers train with Adam 1e-4 (A21).
     train_presets = {"quick": {"lr": 1e-3}, "cpu": {"lr": 1e-3}, "paper": {"lr": 1e-4}}
-    report_columns = (ReportColumn("kept", "kept", ".3f", "fraction of code positions sent"),)
+    report_columns = (ReportColumn("kept", "kept", ".3f", "fraction of code positions sent", (0.0, 1.0)),)
     # codec compare: r, the fraction of the code kept, from small files to large.
     sweep = {"threshold": (0.2, 0.35, 0.5, 0.7)}
     default_components = {"encoder": "content-weighted", "quantizer": "multilevel", "coder": "histogram",

@@ -34,6 +34,13 @@ def test_confidence_interval_is_students_t() -> None:
     assert confidence_interval([1.0]) is None
 
 
+def test_confidence_interval_of_a_fraction_stays_within_its_bounds() -> None:
+    """Two images of a fraction: the t interval alone would reach far past 0 and 1."""
+    mean, lo, hi = confidence_interval([0.1, 0.5], bounds=(0.0, 1.0))
+    assert mean == pytest.approx(0.3) and (lo, hi) == (0.0, 1.0)
+    assert confidence_interval([0.1, 0.5])[1] < 0  # type: ignore[index]
+
+
 def test_blocks_state_method_interval_and_reasons() -> None:
     anchor = _curve("jpeg", "baseline", CURVE)
     better = _curve("ours", "learned", CURVE, shift=1.0)

@@ -20,7 +20,7 @@ from codec_lab.corelib.results import (
 )
 from tests.helpers import write_image
 
-COLUMN = ReportColumn("share", "sent share", ".2f", "what a test rate sends")
+COLUMN = ReportColumn("share", "sent share", ".2f", "what a test rate sends", (0.0, 1.0))
 
 
 def _results(bpp: float = 0.5) -> Results:
