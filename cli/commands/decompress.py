@@ -53,7 +53,7 @@ def decompress(
     An existing output file is refused unless --force is given.
 
     Examples:
-      codec decompress photo.cdl -o photo.png
+      codec decompress photo.cdl -o photo.decoded.png
       codec decompress photo.cdl --model runs/admm1 -o photo-decoded.png
     """
     target = check_output(output or default_output(file), force, inputs=[file])

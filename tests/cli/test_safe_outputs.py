@@ -146,6 +146,17 @@ def test_help_shows_flags_as_flags(command: str) -> None:
     assert re.search(r"--help +(-h +)?Show this", result.stdout)
 
 
+def test_help_prose_is_reflowed_and_examples_keep_their_lines() -> None:
+    from codec_lab.cli._typer import reflow
+
+    text = "Summary.\n\n    One sentence\n    on two lines.\n\n    Examples:\n      codec a\n      codec b\n"
+    assert reflow(text) == "Summary.\n\nOne sentence on two lines.\n\nExamples:\n  codec a\n  codec b"
+    result = invoke("fit-coder", "--help", env={"COLUMNS": "80"})
+    assert "the coder is fitted the way it declares" in " ".join(result.stdout.split())
+    lines = [line.strip() for line in result.stdout.splitlines()]
+    assert "the way it" not in lines and "declares (counted on whole training images, trained" not in lines
+
+
 def test_boolean_options_are_flags() -> None:
     result = invoke("build", "--dry-run", "--json", "--rate", "admm")
     assert result.exit_code == 0, result.stderr
