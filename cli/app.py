@@ -2,26 +2,16 @@
 
 from __future__ import annotations
 
-import warnings
+import platform
+from typing import TYPE_CHECKING, Annotated
 
-# Known third-party noise, filtered one by one (every other warning still shows), before
-# anything imports torch. compressai imports torch_geometric, whose import-time
-# `torch.jit.script` calls warn that torch.jit is deprecated (torch 2.10+): not the user's code,
-# nothing they can change.
-warnings.filterwarnings("ignore", message=r"`torch\.jit\.script` is deprecated", category=FutureWarning)
-warnings.filterwarnings("ignore", message=r"`torch\.jit\.script_method` is deprecated",
-                        category=FutureWarning)  # fmt: skip
+import typer
+from typer.main import get_command_name
 
-import platform  # noqa: E402
-from typing import TYPE_CHECKING, Annotated  # noqa: E402
-
-import typer  # noqa: E402
-from typer.main import get_command_name  # noqa: E402
-
-from codec_lab.cli import _state  # noqa: E402
-from codec_lab.cli._output import handle_errors, out, show_plugin_warnings  # noqa: E402
-from codec_lab.cli._typer import Command, Group  # noqa: E402
-from codec_lab.cli.commands import (  # noqa: E402
+from codec_lab.cli import _state
+from codec_lab.cli._output import handle_errors, out, show_plugin_warnings
+from codec_lab.cli._typer import Command, Group
+from codec_lab.cli.commands import (
     build,
     compare,
     compress,

@@ -13,8 +13,17 @@ A plugin author needs only::
 from __future__ import annotations
 
 import importlib.metadata
+import warnings
 
 import pluggy
+
+# Known third-party noise, filtered one by one (every other warning still shows), before
+# anything of ours imports torch: compressai imports torch_geometric, whose import-time
+# `torch.jit.script` calls warn that torch.jit is deprecated (torch 2.10+). Not the user's code,
+# nothing they can change; it printed two lines on every command and tool.
+warnings.filterwarnings("ignore", message=r"`torch\.jit\.script` is deprecated", category=FutureWarning)
+warnings.filterwarnings("ignore", message=r"`torch\.jit\.script_method` is deprecated",
+                        category=FutureWarning)  # fmt: skip
 
 try:
     __version__ = importlib.metadata.version("codec-lab")
