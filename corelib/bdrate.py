@@ -44,7 +44,8 @@ class BDResult:
         method: the interpolation, "pchip" or "akima".
         interval: the overlap integrated over: qualities (e.g. dB) for BD-rate, bpp for BD-quality;
             None when there is none or the curves were refused.
-        reason: why ``value`` is None, e.g. "no overlap" or "anchor has 3 points (at least 4 needed)".
+        reason: why ``value`` is None, e.g. "no overlap" or "anchor has 3 distinct points (at least
+            4 needed)".
     """
 
     value: float | None
@@ -92,9 +93,12 @@ def _curve(name: str, points: Sequence[tuple[float, float]], min_points: int) ->
         return f"{name} has a NaN or infinite value"
     if (arr[:, 0] <= 0).any():
         return f"{name} has a rate that is not positive"
+    given = len(arr)
     arr = np.unique(arr, axis=0)  # sorts by rate, then quality, and drops exact duplicates
     if len(arr) < min_points:
-        return f"{name} has {len(arr)} point{'' if len(arr) == 1 else 's'} (at least {min_points} needed)"
+        same = f" of {given} given (identical ones count once)" if given > len(arr) else ""
+        return (f"{name} has {len(arr)} distinct point{'' if len(arr) == 1 else 's'}{same} "
+                f"(at least {min_points} needed)")  # fmt: skip
     # Both axes strictly increasing: each is then a function of the other, so either can be interpolated.
     if (np.diff(arr[:, 0]) <= 0).any():
         return f"{name}: two points have the same rate"

@@ -194,7 +194,7 @@ def test_reproduces_the_published_rows_from_the_rounded_tables(test: str, anchor
 def test_the_table_curve_of_three_points_is_refused() -> None:
     res = bd_rate(TABLE["VTM"], TABLE["mbt2018"])
     assert res.value is None and res.interval is None
-    assert res.reason == "test has 3 points (at least 4 needed)" == res.text()
+    assert res.reason == "test has 3 distinct points (at least 4 needed)" == res.text()
     assert bd_rate(TABLE["VTM"], TABLE["mbt2018"], min_points=3).value == pytest.approx(11.0, abs=1.5)
 
 
@@ -246,12 +246,13 @@ def test_partial_overlap_integrates_over_the_shared_interval_only() -> None:
 
 def test_too_few_points_name_the_curve_and_the_count() -> None:
     three = CURVE[:3]
-    assert bd_rate(three, CURVE).reason == "anchor has 3 points (at least 4 needed)"
-    assert bd_quality(CURVE, three).reason == "test has 3 points (at least 4 needed)"
-    assert bd_rate(CURVE, [CURVE[0]]).reason == "test has 1 point (at least 4 needed)"
-    assert bd_rate([], CURVE).reason == "anchor has 0 points (at least 4 needed)"
+    assert bd_rate(three, CURVE).reason == "anchor has 3 distinct points (at least 4 needed)"
+    assert bd_quality(CURVE, three).reason == "test has 3 distinct points (at least 4 needed)"
+    assert bd_rate(CURVE, [CURVE[0]]).reason == "test has 1 distinct point (at least 4 needed)"
+    assert bd_rate([], CURVE).reason == "anchor has 0 distinct points (at least 4 needed)"
     # Exact duplicates are dropped before counting.
-    assert bd_rate(CURVE, [*three, three[1]]).reason == "test has 3 points (at least 4 needed)"
+    assert bd_rate(CURVE, [*three, three[1]]).reason == ("test has 3 distinct points of 4 given (identical "
+                                                              "ones count once) (at least 4 needed)")
     assert bd_rate(CURVE, [*CURVE, CURVE[2]]).value == 0.0
     assert bd_rate(three, CURVE, min_points=3).value is not None
     assert MIN_POINTS == 4

@@ -51,7 +51,7 @@ def test_blocks_state_method_interval_and_reasons() -> None:
     assert "# T" in md and "codec compare x" in md
     ours = next(line for line in md.splitlines() if line.startswith("| OURS |"))
     assert "−" in ours and "pchip over" in ours and "+1.00 dB" in ours
-    assert "test has 3 points (at least 4 needed)" in md
+    assert "test has 3 distinct points (at least 4 needed)" in md
     assert "no overlap" in next(line for line in md.splitlines() if line.startswith("| FAR |"))
     assert "95% CI" in md and "zeros after" in md
     with pytest.raises(KeyError, match="anchor"):

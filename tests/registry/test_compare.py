@@ -152,7 +152,7 @@ def test_report_holds_every_artefact(tiny_compare, tmp_path: Path) -> None:
             assert (out / name).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     md = (out / "report.md").read_text()
     assert "BD-rate" in md and "pchip over" in md  # the method and interval beside a number
-    assert "test has 2 points (at least 4 needed)" in md  # two-point curves: no number, and why
+    assert "test has 2 distinct points (at least 4 needed)" in md  # two-point curves: no number, and why
     assert "95% CI" in md and "zeros before" in md and "zeros after" in md
     assert "published" in md and "not a file size" in md
     html = (out / "report.html").read_text()
