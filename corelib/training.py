@@ -340,6 +340,13 @@ class Trainer:
             self._seed()
             codec.rate.on_train_start(ctx)
             loop = _Loop(started=time.perf_counter())
+            warmup = cfg.warmup_epochs * self.steps_per_epoch
+            if cfg.warmup_epochs > 0 and self.total_steps <= warmup:
+                # Else a tiny sweep trains every rate point to the same weights, silently.
+                self.progress.message(
+                    f"note: all {self.total_steps} steps fall in the distortion-only warm-up "
+                    f"(train.warmup_epochs={cfg.warmup_epochs} of {self.steps_per_epoch} steps): the "
+                    "rate loss never trains; give more steps or --set train.warmup_epochs=0")  # fmt: skip
         else:
             loop = self._restore(resume, ctx)
             self.progress.message(self._resume_line(resume["stage"], loop))

@@ -89,6 +89,30 @@ def test_warmup_trains_on_distortion_only(registry, data_dirs) -> None:
     assert hot.history[0]["loss"] == pytest.approx(hot.history[0]["distortion"] + hot.history[0]["rate_loss"])
 
 
+def test_a_plan_inside_the_warmup_says_so(registry, data_dirs) -> None:
+    """Every step distortion-only: a sweep would train every rate point to the same weights."""
+    notes: list[str] = []
+
+    class Messages:
+        def start(self, task: str, total: int) -> None:
+            pass
+
+        def advance(self, n: int = 1, **fields) -> None:
+            pass
+
+        def message(self, text: str) -> None:
+            notes.append(text)
+
+        def stop(self) -> None:
+            pass
+
+    for warmup, steps, said in ((1, 2, True), (1, 3, False), (0, 2, False)):
+        notes.clear()
+        cfg = _cfg(epochs=2, warmup_epochs=warmup, steps=steps)
+        Trainer(_codec(registry), cfg, _sampler(data_dirs), progress=Messages()).run()
+        assert any("distortion-only warm-up" in n for n in notes) == said, (warmup, steps, notes)
+
+
 class _HalvingRate(ADMMRate):
     """Records its hooks and halves the learning rate after every epoch."""
 
