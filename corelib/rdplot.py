@@ -72,7 +72,12 @@ def plot_rd(
         overwrite: replace an existing file (otherwise it is refused).
         dpi: resolution.
     """
-    fig = Figure(figsize=(6 * len(metrics), 4.5))
+    # The legend goes right of the panels: inside, it covered points (a lone learned point in
+    # the lower left, where low-rate curves start). Its width follows the longest label.
+    longest = max((len(s.label) for s in series), default=0)
+    legend_in = min(6.0, 0.7 + 0.055 * longest) if series else 0.0
+    width = 6 * len(metrics) + legend_in
+    fig = Figure(figsize=(width, max(4.5, 0.2 * len(series) + 1.0)))
     FigureCanvasAgg(fig)
     axes = fig.subplots(1, len(metrics), squeeze=False)[0]
     for ax, metric in zip(axes, metrics, strict=True):
@@ -98,10 +103,11 @@ def plot_rd(
         ax.set_ylabel(METRIC_LABELS.get(metric, metric))
         ax.grid(alpha=0.3)
     if series:
-        axes[0].legend(fontsize=8)
+        handles, labels = axes[0].get_legend_handles_labels()
+        fig.legend(handles, labels, loc="center right", fontsize=8, frameon=False)
     if title:
         fig.suptitle(title)
-    fig.tight_layout()
+    fig.tight_layout(rect=(0, 0, (width - legend_in) / width, 1))
     target = Path(path)
     with atomic_output(target, overwrite=overwrite) as tmp:
         fig.savefig(tmp, dpi=dpi, format="png")
