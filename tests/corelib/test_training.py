@@ -23,6 +23,25 @@ from codec_lab.registry.compose import build_codec
 from tests.conftest import tiny_config
 
 
+class _Lines:
+    """A progress that records what it is told: each stage's start and every message."""
+
+    def __init__(self) -> None:
+        self.lines: list[str] = []
+
+    def start(self, task: str, total: int) -> None:
+        self.lines.append(f"start {task} {total}")
+
+    def advance(self, n: int = 1, **fields) -> None:
+        pass
+
+    def message(self, text: str) -> None:
+        self.lines.append(text)
+
+    def stop(self) -> None:
+        pass
+
+
 def _cfg(**over) -> TrainConfig:
     kw = dict(epochs=2, steps_per_epoch=2, batch_size=2, crop=48, device="cpu", warmup_epochs=0)
     kw.update(over)
@@ -91,26 +110,11 @@ def test_warmup_trains_on_distortion_only(registry, data_dirs) -> None:
 
 def test_a_plan_inside_the_warmup_says_so(registry, data_dirs) -> None:
     """Every step distortion-only: a sweep would train every rate point to the same weights."""
-    notes: list[str] = []
-
-    class Messages:
-        def start(self, task: str, total: int) -> None:
-            pass
-
-        def advance(self, n: int = 1, **fields) -> None:
-            pass
-
-        def message(self, text: str) -> None:
-            notes.append(text)
-
-        def stop(self) -> None:
-            pass
-
     for warmup, steps, said in ((1, 2, True), (1, 3, False), (0, 2, False)):
-        notes.clear()
+        notes = _Lines()
         cfg = _cfg(epochs=2, warmup_epochs=warmup, steps=steps)
-        Trainer(_codec(registry), cfg, _sampler(data_dirs), progress=Messages()).run()
-        assert any("distortion-only warm-up" in n for n in notes) == said, (warmup, steps, notes)
+        Trainer(_codec(registry), cfg, _sampler(data_dirs), progress=notes).run()
+        assert any("distortion-only warm-up" in n for n in notes.lines) == said, (warmup, steps, notes.lines)
 
 
 class _HalvingRate(ADMMRate):
@@ -204,23 +208,10 @@ def test_fit_plan_sees_no_more_pixels_than_training(registry, data_dirs, tmp_pat
 
 def test_steps_bound_the_fit_stage_and_progress_shows_both(registry, data_dirs, tmp_path: Path) -> None:
     images = _images(tmp_path / "fit", 12, 48, 48)
-    lines: list[str] = []
-
-    class Recorder:
-        def start(self, task: str, total: int) -> None:
-            lines.append(f"start {task} {total}")
-
-        def advance(self, n: int = 1, **fields) -> None:
-            pass
-
-        def message(self, text: str) -> None:
-            lines.append(text)
-
-        def stop(self) -> None:
-            pass
-
+    recorder = _Lines()
+    lines = recorder.lines
     cfg = _cfg(steps=1, epochs=1, steps_per_epoch=1)
-    result = Trainer(_codec(registry), cfg, _sampler(data_dirs), images, progress=Recorder()).run()
+    result = Trainer(_codec(registry), cfg, _sampler(data_dirs), images, progress=recorder).run()
     assert result.fit_images == 2
     assert any(t.startswith("stage 1/2: training, 1 steps; stage 2/2: fitting the histogram coder on 2")
                for t in lines), lines  # fmt: skip
