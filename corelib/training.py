@@ -30,7 +30,6 @@ from codec_lab.corelib.data import CropSampler
 from codec_lab.corelib.devices import resolve_device
 from codec_lab.corelib.distributed import (
     all_reduce_mean,
-    all_reduce_sum,
     barrier,
     broadcast_object,
     check_batch_split,
@@ -45,6 +44,7 @@ from codec_lab.corelib.losses import distortion_loss
 from codec_lab.corelib.metrics import bpp_from_likelihoods
 from codec_lab.corelib.outputs import atomic_output
 from codec_lab.corelib.progress import NullProgress, Progress
+from codec_lab.corelib.training_parts import Loop, TrainForward, average_grads, net_aux_split
 
 __all__ = ["TrainResult", "Trainer", "resolve_device"]  # resolve_device: from codec_lab.corelib.devices
 
@@ -71,85 +71,6 @@ class TrainResult:
     notes: dict[str, Any] = field(default_factory=dict)
     """Facts about the build's start, kept across resumes (e.g. ``init``: the weights it
     started from), for the run's record."""
-
-
-@dataclass
-class _Loop:
-    """Where the training loop stands; saved in every checkpoint (plain values only)."""
-
-    epoch: int = 0
-    """The epoch in progress (from 0); equals the epoch count once training is done."""
-    in_epoch: int = 0
-    """Steps taken in the epoch in progress."""
-    step: int = 0
-    sums: dict[str, float] = field(default_factory=dict)
-    """Running sums of the logged values over the epoch in progress."""
-    lr_scale: float = 1.0
-    """The rate plugin's learning-rate scale already applied to the optimizer."""
-    planned: bool = False
-    """Whether the time limit has shortened the plan (done once, after the first epoch)."""
-    history: list[dict[str, Any]] = field(default_factory=list)
-    elapsed: float = 0.0
-    """Seconds spent so far, over every process that worked on the run."""
-    train_seconds: float = 0.0
-    fit_seconds: float = 0.0
-    fit_images: int = 0
-    fit_steps: int = 0
-    started: float = 0.0
-    """``time.perf_counter()`` at the (virtual) start: now minus the seconds spent before."""
-
-    def elapsed_now(self) -> float:
-        return time.perf_counter() - self.started
-
-
-class _TrainForward(torch.nn.Module):
-    """The training forward with the whole loss inside it.
-
-    DDP synchronises the gradients of the parameters its forward's output depends on, so the
-    loss, not the codec's outputs, is what it must return: during a warm-up without the rate
-    loss the entropy model's parameters then count as unused (their gradients stay None, as
-    in one process). The codec's outputs are kept in ``last`` for logging and the rate hooks.
-    """
-
-    def __init__(self, codec: Codec, loss_fn: Any) -> None:
-        super().__init__()
-        self.codec = codec
-        self.loss_fn = loss_fn
-        self.last: dict[str, Any] = {}
-        self.last_dist: torch.Tensor | None = None
-
-    def forward(self, x: torch.Tensor, with_rate: bool) -> torch.Tensor:
-        out = self.codec(x)
-        dist = self.loss_fn(x, out["x_hat"])
-        loss = dist + (out["rate_loss"] if with_rate else 0.0)
-        coder_loss = self.codec.coder.loss(out["rate"].streams)
-        if coder_loss is not None:
-            loss = loss + coder_loss
-        self.last, self.last_dist = out, dist
-        return loss
-
-
-def _average_grads(params: list[torch.nn.Parameter], world: int) -> None:
-    """Average the existing gradients over the processes (one collective); None stays None
-    (whether a parameter has a gradient is the same in every process)."""
-    grads = [p.grad for p in params if p.grad is not None]
-    if not grads:
-        return
-    flat = torch.cat([g.reshape(-1) for g in grads])
-    flat = all_reduce_sum(flat) / world
-    for g in grads:
-        n = g.numel()
-        g.copy_(flat[:n].view_as(g))
-        flat = flat[n:]
-
-
-def _net_aux_split(codec: Codec) -> tuple[list[torch.nn.Parameter], list[torch.nn.Parameter]]:
-    """CompressAI's split: parameters named ``*.quantiles`` get their own optimizer."""
-    net, aux = [], []
-    for name, p in codec.named_parameters():
-        if p.requires_grad:
-            (aux if name.endswith(".quantiles") else net).append(p)
-    return net, aux
 
 
 class Trainer:
@@ -204,7 +125,7 @@ class Trainer:
                                   progress=self.progress, device=self.device, label="2/2 ")  # fmt: skip
         self._opts: tuple[torch.optim.Optimizer, torch.optim.Optimizer | None, Any] | None = None
         self._ctx = TrainContext()
-        self._fwd = _TrainForward(codec, self.loss_fn)
+        self._fwd = TrainForward(codec, self.loss_fn)
         self._ddp: torch.nn.Module | None = None
         # The rate's declared scalars are logged after the fixed columns.
         self.log_fields = (*LOG_FIELDS, *(c.key for c in codec.rate.report_columns))
@@ -239,7 +160,7 @@ class Trainer:
         with atomic_output(self.run_dir / "train_log.csv", overwrite=True) as tmp:
             tmp.write_text(buf.getvalue())
 
-    def _save(self, stage: str, loop: _Loop, fit: dict[str, Any] | None = None) -> None:
+    def _save(self, stage: str, loop: Loop, fit: dict[str, Any] | None = None) -> None:
         """Write ``checkpoint.pt``: the whole training state at a step boundary.
 
         In a distributed build every process calls it (the random states are gathered) and
@@ -274,7 +195,7 @@ class Trainer:
         }
         save_checkpoint(self.run_dir / CHECKPOINT, state)
 
-    def _restore(self, ckpt: dict[str, Any], ctx: TrainContext) -> _Loop:
+    def _restore(self, ckpt: dict[str, Any], ctx: TrainContext) -> Loop:
         """Put the codec, optimizers, rate, plan and random states back as checkpointed."""
         assert self._opts is not None
         opt, aux_opt, sched = self._opts
@@ -289,8 +210,8 @@ class Trainer:
         ctx.total_steps, ctx.total_epochs = self.total_steps, self.total_epochs
         ctx.lr_scale = float(ckpt["context"]["lr_scale"])
         ctx.distortion_only = bool(ckpt["context"]["distortion_only"])
-        fields = {f.name for f in dataclasses.fields(_Loop)}
-        loop = _Loop(**{k: v for k, v in ckpt["loop"].items() if k in fields})
+        fields = {f.name for f in dataclasses.fields(Loop)}
+        loop = Loop(**{k: v for k, v in ckpt["loop"].items() if k in fields})
         loop.started = time.perf_counter() - loop.elapsed
         ctx.epoch, ctx.step = min(loop.epoch, self.total_epochs - 1), loop.step
         self.sampler.load_state_dict(ckpt["sampler"])
@@ -326,7 +247,7 @@ class Trainer:
                 weights an uninterrupted run reaches (same machine and thread count).
         """
         codec, cfg = self.codec.to(self.device), self.cfg
-        net, aux = _net_aux_split(codec)
+        net, aux = net_aux_split(codec)
         opt = torch.optim.Adam(net, lr=cfg.lr, weight_decay=cfg.weight_decay)
         aux_opt = torch.optim.Adam(aux, lr=cfg.aux_lr) if aux else None
         sched = torch.optim.lr_scheduler.ReduceLROnPlateau(
@@ -339,7 +260,7 @@ class Trainer:
         if resume is None:
             self._seed()
             codec.rate.on_train_start(ctx)
-            loop = _Loop(started=time.perf_counter())
+            loop = Loop(started=time.perf_counter())
             warmup = cfg.warmup_epochs * self.steps_per_epoch
             if cfg.warmup_epochs > 0 and self.total_steps <= warmup:
                 # Else a tiny sweep trains every rate point to the same weights, silently.
@@ -390,7 +311,7 @@ class Trainer:
                            list(loop.history), fit_images=loop.fit_images,
                            fit_steps=loop.fit_steps, notes=dict(self.notes))  # fmt: skip
 
-    def _resume_line(self, stage: str, loop: _Loop) -> str:
+    def _resume_line(self, stage: str, loop: Loop) -> str:
         if stage == "train":
             return (f"resuming at step {loop.step}/{self.total_steps} (epoch {loop.epoch + 1}/"
                     f"{self.total_epochs}), {loop.elapsed:.0f} s trained so far")
@@ -420,7 +341,7 @@ class Trainer:
                         find_unused_parameters=False)  # fmt: skip
         return self._ddp
 
-    def _train(self, loop: _Loop, ctx: TrainContext, net: list[torch.nn.Parameter],
+    def _train(self, loop: Loop, ctx: TrainContext, net: list[torch.nn.Parameter],
                aux: list[torch.nn.Parameter], aux_opt: torch.optim.Optimizer | None) -> None:  # fmt: skip
         """Stage 1: the optimizer steps, from wherever ``loop`` stands."""
         codec, cfg = self.codec, self.cfg
@@ -507,7 +428,7 @@ class Trainer:
             with self._ddp.no_sync():  # type: ignore[operator]
                 loss = fwd(x, with_rate)
                 loss.backward()
-            _average_grads(net, self.world)
+            average_grads(net, self.world)
         else:
             loss = fwd(x, with_rate)
             loss.backward()
@@ -521,7 +442,7 @@ class Trainer:
             aux_loss = codec.aux_loss()
             aux_loss.backward()
             if self.world > 1:  # outside DDP (see _wrap): average by hand
-                _average_grads(aux, self.world)
+                average_grads(aux, self.world)
             aux_opt.step()
         ctx.step += 1  # the hook sees the step count after this step
         codec.rate.on_batch_end(ctx, out["rate"])
