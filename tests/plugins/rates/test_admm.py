@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import dataclasses
 
 import pytest
 import torch
@@ -233,3 +234,17 @@ def test_admm_composes_with_the_gdn_transforms(registry) -> None:
         ref = codec(x)["x_hat"].clamp(0, 1)
     assert torch.equal(codec.decompress(**enc)["x_hat"], ref)
     assert codec.rate.extra_state_info()["projected"]
+
+
+def test_a_column_outside_its_declared_bounds_breaks_the_contract() -> None:
+    """admm's fractions declare (0, 1): the contract rule holds a rate to them."""
+    from codec_lab.corelib.testing import ContractViolation, check_rate
+
+    class Overflowing(ADMMRate):
+        def forward(self, y_tilde, features, quantizer):  # type: ignore[no-untyped-def]
+            out = super().forward(y_tilde, features, quantizer)
+            return dataclasses.replace(out, info={**out.info, "kept": 1.5})
+
+    check_rate(ADMMRate(cell=32), StochasticQuantizer(bound=3))
+    with pytest.raises(ContractViolation, match=r"outside the column's declared bounds \[0, 1\]"):
+        check_rate(Overflowing(cell=32), StochasticQuantizer(bound=3))
