@@ -218,6 +218,16 @@ def read_config(run: Path) -> dict[str, Any]:
     return cfg
 
 
+def run_record(run: Path) -> dict[str, Any]:
+    """A run's ``run.json`` (versions, weights digest, timings); ``{}`` when it is missing or
+    unreadable, for callers that treat such a run as not (yet) made."""
+    try:
+        doc = json.loads((run / "run.json").read_text())
+    except (OSError, ValueError):
+        return {}
+    return doc if isinstance(doc, dict) else {}
+
+
 def config_matches(run: Path, config: dict[str, Any]) -> bool:
     """Whether ``run``'s ``config.yaml`` is ``config`` as YAML stores it (tuples become
     lists); False when it is missing or unreadable."""

@@ -32,7 +32,7 @@ from codec_lab.corelib.errors import CodecError
 from codec_lab.corelib.evaluation import evaluate
 from codec_lab.corelib.published import published
 from codec_lab.corelib.results import Results
-from codec_lab.corelib.runs import config_matches, run_state, write_json
+from codec_lab.corelib.runs import config_matches, run_record, run_state, write_json
 from codec_lab.registry.compare_plan import BaselineJob, BuildJob, CoderVariant, Job, Plan
 
 __all__ = ["CompareProgress", "Outcome", "load_points", "run_plan"]
@@ -127,12 +127,8 @@ def _current_variant(variant: CoderVariant, source: Path) -> bool:
     """Whether ``variant``'s run is a finished refit of ``source``'s present weights."""
     if not _complete_run(variant.run_dir, None):
         return False
-    try:
-        made_from = json.loads((variant.run_dir / "run.json").read_text()).get("refitted_from_digest")
-        digest = json.loads((source / "run.json").read_text()).get("weights_digest")
-    except (OSError, ValueError, AttributeError):
-        return False
-    return made_from is not None and made_from == digest
+    made_from = run_record(variant.run_dir).get("refitted_from_digest")
+    return made_from is not None and made_from == run_record(source).get("weights_digest")
 
 
 def _resumable(run_dir: Path, config: Mapping[str, Any]) -> bool:

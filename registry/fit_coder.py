@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import copy
 import datetime as _dt
-import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -31,6 +30,7 @@ from codec_lab.corelib.runs import (
     check_run_dir,
     load_weights,
     read_config,
+    run_record,
     save_weights,
     write_json,
     write_text,
@@ -99,14 +99,6 @@ def _transfer_transform(src: Codec, dst: Codec) -> None:
                        "the coder must not change the other parts; rebuild with `codec build`")  # fmt: skip
     state = {**theirs, **{k: v for k, v in dst.state_dict().items() if k.startswith("coder.")}}
     dst.load_state_dict(state, strict=True, check_config=False)
-
-
-def _source_digest(src_dir: Path) -> str | None:
-    """The refitted run's weights digest (its ``run.json``): what a refit was made from."""
-    try:
-        return json.loads((src_dir / "run.json").read_text()).get("weights_digest")
-    except (OSError, ValueError, AttributeError):
-        return None
 
 
 def _check_recorded_folder(src_dir: Path, config: dict[str, Any], key: str, given: Path | None,
@@ -179,7 +171,7 @@ def refit_run(
     write_json(target / "run.json", run_info(
         codec,
         refitted_from=str(src_dir),
-        refitted_from_digest=_source_digest(src_dir),
+        refitted_from_digest=run_record(src_dir).get("weights_digest"),
         coder_fitting=fit.fitting,
         fit_images=fit.images,
         fit_steps=fit.steps,
