@@ -255,10 +255,8 @@ def _summary(cfg: dict, out_dir: Path, result: TrainResult, ev: Results) -> None
 def _free_stem(stem: str, run_name: str) -> str:
     """A name for the suggested outputs that exists in neither form yet: the suggestion must work
     as printed, and a user who followed the README already has ``kodim20.cdl`` from a shipped model."""
-    for candidate in (stem, f"{stem}-{run_name}", *(f"{stem}-{run_name}-{i}" for i in range(2, 100))):
-        if not any(Path(candidate + ext).exists() for ext in (".cdl", ".decoded.png")):
-            return candidate
-    return f"{stem}-{run_name}"
+    taken = any(Path(stem + ext).exists() for ext in (".cdl", ".decoded.png"))
+    return f"{stem}-{run_name}" if taken else stem  # run folders are new, so are their names
 
 
 def _notices(cfg: dict, busy: bool = True) -> None:
